@@ -1,0 +1,1 @@
+"""tsjax: a JAX sweep engine for temporal superposition in recurrent networks."""
