@@ -1,0 +1,107 @@
+"""The `tsjax` command line: `tsjax sweep`, `tsjax fit`, `tsjax info`."""
+
+import argparse
+import sys
+from pathlib import Path
+
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tsjax", description="Train grids of RNNs on k-delay recall and fit the "
+                                  "dense-to-sparse phase transition.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    sweep = commands.add_parser("sweep", help="train every grid point of a sweep config")
+    sweep.add_argument("config", help="path to a sweep config (TOML)")
+    sweep.add_argument("--out", help="results directory (default: results/<sweep name>)")
+    sweep.add_argument("--overwrite", action="store_true",
+                       help="replace results of a different config in the output directory")
+    sweep.add_argument("--chunk-size", type=int,
+                       help="models per compiled call (default: from the memory budget)")
+    sweep.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    fit = commands.add_parser("fit", help="fit the phase transition of a results directory")
+    fit.add_argument("results_dir", help="directory written by `tsjax sweep`")
+    fit.add_argument("--seeds", choices=("best", "live"), default="best",
+                     help="best: lowest-loss live seed per grid point; live: every ok seed")
+
+    info = commands.add_parser("info", help="show a config's grid without training")
+    info.add_argument("config", help="path to a sweep config (TOML)")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"sweep": _sweep, "fit": _fit, "info": _info}
+    try:
+        return handlers[args.command](args)
+    except KeyboardInterrupt:
+        print("tsjax: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _fail(message: str) -> int:
+    print(f"tsjax: error: {message}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def _sweep(args) -> int:
+    from tsjax.config import ConfigError, load_config
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as error:
+        return _fail(str(error))
+    if args.chunk_size is not None and args.chunk_size < 1:
+        return _fail(f"option '--chunk-size' = {args.chunk_size} is invalid; "
+                     "expected an integer >= 1")
+
+    from tsjax.dataset import ResultsDirError
+    from tsjax.sweep import SweepInterrupted, run_sweep
+
+    try:
+        summary = run_sweep(config, args.out, overwrite=args.overwrite,
+                            chunk_size=args.chunk_size, progress=not args.no_progress)
+    except ResultsDirError as error:
+        return _fail(str(error))
+    except SweepInterrupted as error:
+        print(f"tsjax: {error}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(summary.describe())
+    return 0
+
+
+def _fit(args) -> int:
+    from analysis import write_fit
+
+    results_dir = Path(args.results_dir)
+    if not results_dir.is_dir():
+        return _fail(f"results directory '{results_dir}' not found")
+    try:
+        report = write_fit(results_dir, seeds=args.seeds)
+    except (FileNotFoundError, ValueError) as error:
+        return _fail(str(error))
+    print(report)
+    return 0
+
+
+def _info(args) -> int:
+    from tsjax.config import ConfigError, load_config
+    from tsjax.grid import expand_grid
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as error:
+        return _fail(str(error))
+    groups = expand_grid(config)
+    print(f"sweep {config.name}: {config.grid_size} models in {len(groups)} static groups")
+    for group in groups:
+        print(f"  {len(group):6d} models  {group.spec}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
