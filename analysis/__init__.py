@@ -1,1 +1,38 @@
 """Read tsjax results with pandas, fit the phase transition and plot it. Never imports JAX."""
+
+from analysis.fit import FIT_COLUMNS, fit_transition
+from analysis.fit_command import FitReport, format_fit_tables, write_fit
+from analysis.loader import CURRENT_SCHEMA_VERSION, committed_parts, load_manifest, load_results, weights
+from analysis.plots import (
+    plot_feature_directions,
+    plot_loss_curves,
+    plot_order_parameter,
+    plot_phase_diagram,
+    plot_projection_heatmap,
+)
+from analysis.seeds import DEFAULT_GROUP_BY, SEED_MODES, select_seeds
+from analysis.sigmoid import SigmoidFit, fit_sigmoid, sigmoid
+
+__all__ = [
+    "CURRENT_SCHEMA_VERSION",
+    "DEFAULT_GROUP_BY",
+    "FIT_COLUMNS",
+    "SEED_MODES",
+    "FitReport",
+    "SigmoidFit",
+    "committed_parts",
+    "fit_sigmoid",
+    "fit_transition",
+    "format_fit_tables",
+    "load_manifest",
+    "load_results",
+    "plot_feature_directions",
+    "plot_loss_curves",
+    "plot_order_parameter",
+    "plot_phase_diagram",
+    "plot_projection_heatmap",
+    "select_seeds",
+    "sigmoid",
+    "weights",
+    "write_fit",
+]
