@@ -32,7 +32,7 @@ MODEL_ACTIVATIONS = {
 MODELS = (*MODEL_ACTIVATIONS, "custom")
 ACTIVATIONS = ("identity", "relu")
 OPTIMIZERS = ("adam", "sgd")
-TRAINERS = ("sampled",)
+TRAINERS = ("sampled", "expected")
 
 # Grids larger than this are almost certainly a typo in a range, and their index
 # arrays would not fit in memory anyway.
@@ -95,7 +95,11 @@ FIELDS = {
         Field("readout_bias", bool, False, True, "true or false", _in((True, False)),
               "Whether the readout has a trainable bias."),
         Field("trainer", str, "sampled", True, f"one of {', '.join(TRAINERS)}",
-              _in(TRAINERS), "How the loss is estimated during training."),
+              _in(TRAINERS),
+              "How the training loss is computed: sampled (a Monte Carlo batch per step) or "
+              "expected (the closed-form expected loss, no sampling; needs sigma_h = identity "
+              "and no readout bias, and with a ReLU readout it is the sparse-limit "
+              "approximation)."),
         Field("checkpoints", int, 20, True, "an integer >= 1", _positive,
               "Points on the stored loss curve."),
         Field("eval_samples", int, 8192, True, "an integer >= 1", _positive,
@@ -182,6 +186,7 @@ def parse_config(text: str, source: str = "<string>") -> SweepConfig:
     axes = {name: _expand_field(FIELDS[name], grid.get(name), source) for name in FIELDS}
     _check_model_activations(axes, source)
     _check_combinations(axes, source)
+    _check_trainer(axes, source)
 
     run = document.get("run", {})
     if not isinstance(run, dict):
@@ -305,3 +310,21 @@ def _check_combinations(axes, source):
     if high_min <= 0:
         raise ConfigError(f"{source}: field 'grid.magnitude_high' = {high_min} is invalid; "
                           "expected a number > 0, because otherwise every input is zero")
+
+
+def _check_trainer(axes, source):
+    """Reject the `expected` trainer where its closed-form loss does not exist."""
+    if "expected" not in axes["trainer"]:
+        return
+    recurrences = {MODEL_ACTIVATIONS[model][0] for model in axes["model"] if model != "custom"}
+    if "custom" in axes["model"]:
+        recurrences.update(axes["sigma_h"])
+    if "relu" in recurrences:
+        raise ConfigError(f"{source}: field 'grid.trainer' = 'expected' is invalid with "
+                          "sigma_h = relu, because a ReLU recurrence has no closed-form "
+                          "loss; use trainer = 'sampled' or a model with sigma_h = identity "
+                          "(linear, ssm)")
+    if True in axes["readout_bias"]:
+        raise ConfigError(f"{source}: field 'grid.trainer' = 'expected' is invalid with "
+                          "readout_bias = true, because the closed-form loss assumes no "
+                          "bias; use trainer = 'sampled' or readout_bias = false")

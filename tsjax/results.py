@@ -12,6 +12,7 @@ import pyarrow as pa
 
 from tsjax.geometry import eigenvalues, k_theta_deg, model_status
 from tsjax.grid import StaticGroup
+from tsjax.theory_columns import theory_columns
 from tsjax.training import TrainResult, segment_plan
 
 SCHEMA_VERSION = 1
@@ -62,6 +63,29 @@ OUTCOME_COLUMNS = [
     ("b_y", _float_list),
     ("feature_directions", _float_list),
     ("projections", _float_list),
+    # Closed-form expected loss of the trained model and its four terms (tsjax.theory).
+    # Exact for sigma_h = sigma_y = identity; for other models the same formula on the
+    # impulse-response projections, an approximation. Null with a readout bias.
+    ("task_reward", pa.float64()),
+    ("mean_correction", pa.float64()),
+    ("projection_interference", pa.float64()),
+    ("compositional_interference", pa.float64()),
+    ("expected_loss", pa.float64()),
+    # First order in p = 1 - sparsity of the ReLU-readout loss; null unless sigma_y = relu.
+    ("expected_loss_sparse_relu", pa.float64()),
+    # The same six values at every checkpoint, aligned with loss_curve_step.
+    ("task_reward_curve", _float_list),
+    ("mean_correction_curve", _float_list),
+    ("projection_interference_curve", _float_list),
+    ("compositional_interference_curve", _float_list),
+    ("expected_loss_curve", _float_list),
+    ("expected_loss_sparse_relu_curve", _float_list),
+    # Geometry of the projections a_s (tsjax.theory_columns).
+    ("interference_free_fraction", pa.float64()),
+    ("forgetting_ratio", pa.float64()),
+    ("forgetting_residual", pa.float64()),
+    ("recall_diagonal_positive_fraction", pa.float64()),
+    ("recall_offdiagonal_nonpositive_fraction", pa.float64()),
 ]
 
 SCHEMA = pa.schema(CONFIG_COLUMNS + OUTCOME_COLUMNS,
@@ -115,6 +139,7 @@ def chunk_rows(sweep: str, group: StaticGroup, result: TrainResult) -> pa.Table:
         "b_y": _flatten(model.b_y) if model.b_y is not None else None,
         "feature_directions": _flatten(result.feature_directions),
         "projections": _flatten(result.projections),
+        **theory_columns(group.values["k"], result.projections, result.checkpoint_metrics),
     }
     arrays = []
     for field in SCHEMA:

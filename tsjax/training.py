@@ -17,6 +17,7 @@ from jax import lax
 from tsjax.grid import GridPoint, StaticSpec
 from tsjax.models import RNN, init_rnn
 from tsjax.task import delayed_targets, importance_weights, sample_inputs
+from tsjax.theory import expected_objective, model_theory_metrics
 
 _trace_count = 0
 
@@ -95,8 +96,12 @@ def batch_loss(model: RNN, xs, k, weights):
 
 
 def checkpoint_metrics(model: RNN, point: GridPoint, spec: StaticSpec) -> dict:
-    """Measure a model at a checkpoint; the values go to the `checkpoint_metrics` field."""
-    return {}
+    """Measure a model at a checkpoint; the values go to the `checkpoint_metrics` field.
+
+    The metrics are the closed-form loss terms of `tsjax.theory.model_theory_metrics`,
+    so the values at the last checkpoint are those of the trained model.
+    """
+    return model_theory_metrics(model, point, spec)
 
 
 def _all_finite(tree) -> jax.Array:
@@ -127,9 +132,15 @@ def train(point: GridPoint, spec: StaticSpec) -> TrainResult:
         return sample_inputs(key, batch_shape, point.sparsity, point.magnitude_low,
                              point.magnitude_high)
 
-    def train_step(state: TrainState, step):
+    # The `expected` trainer minimises the closed-form loss and draws no samples.
+    def objective(model, step):
+        if spec.trainer == "expected":
+            return expected_objective(model, point, spec)
         xs = sample(jax.random.fold_in(train_key, step))
-        loss, grads = eqx.filter_value_and_grad(batch_loss)(state.model, xs, point.k, weights)
+        return batch_loss(model, xs, point.k, weights)
+
+    def train_step(state: TrainState, step):
+        loss, grads = eqx.filter_value_and_grad(objective)(state.model, step)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.model)
         model = eqx.apply_updates(state.model, updates)
 
