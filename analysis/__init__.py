@@ -12,6 +12,12 @@ from analysis.plots import (
 )
 from analysis.seeds import DEFAULT_GROUP_BY, SEED_MODES, select_seeds
 from analysis.sigmoid import SigmoidFit, fit_sigmoid, sigmoid
+from analysis.theory_plots import (
+    loss_agreement,
+    plot_loss_decomposition,
+    plot_projections_by_age,
+    plot_theory_summary,
+)
 
 __all__ = [
     "CURRENT_SCHEMA_VERSION",
@@ -26,11 +32,15 @@ __all__ = [
     "format_fit_tables",
     "load_manifest",
     "load_results",
+    "loss_agreement",
     "plot_feature_directions",
     "plot_loss_curves",
+    "plot_loss_decomposition",
     "plot_order_parameter",
     "plot_phase_diagram",
     "plot_projection_heatmap",
+    "plot_projections_by_age",
+    "plot_theory_summary",
     "select_seeds",
     "sigmoid",
     "weights",
