@@ -19,10 +19,13 @@ table sets how the sweep runs (chunk size, memory budget) and never changes resu
 import dataclasses
 import difflib
 import math
+import reprlib
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 MODEL_ACTIVATIONS = {
     "linear": ("identity", "identity"),
@@ -37,6 +40,10 @@ TRAINERS = ("sampled", "expected")
 # Grids larger than this are almost certainly a typo in a range, and their index
 # arrays would not fit in memory anyway.
 MAX_GRID_POINTS = 50_000_000
+# Integer fields are int32 in the compiled program and in the results.
+MAX_INT = 2**31 - 1
+# The results directory is named after the sweep; 255 bytes is NAME_MAX on Linux.
+MAX_NAME_BYTES = 255
 
 
 class ConfigError(ValueError):
@@ -167,22 +174,38 @@ def parse_config(text: str, source: str = "<string>") -> SweepConfig:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{source}: invalid TOML ({error})") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: invalid TOML (arrays or tables nested too deep)") from None
 
     _reject_unknown(document, TOP_LEVEL_KEYS, source, prefix="")
     name = document.get("name")
     if not isinstance(name, str) or not _is_safe_name(name):
         raise ConfigError(
-            f"{source}: field 'name' = {name!r} is invalid; expected a non-empty string "
-            "of letters, digits, '-', '_' or '.' (it names the results directory)"
+            f"{source}: field 'name' = {_show(name)} is invalid; expected a non-empty string "
+            f"of at most {MAX_NAME_BYTES} bytes of letters, digits, '-', '_' or '.', not "
+            "starting with '.' or '_' (it names the results directory)"
         )
     description = document.get("description", "")
     if not isinstance(description, str):
-        raise ConfigError(f"{source}: field 'description' = {description!r} must be a string")
+        raise ConfigError(f"{source}: field 'description' = {_show(description)} is invalid; "
+                          "expected a string")
+    minutes = document.get("expected_cpu_minutes")
+    if minutes is not None and (not _is_number(minutes) or not 0 <= minutes < math.inf):
+        raise ConfigError(f"{source}: field 'expected_cpu_minutes' = {_show(minutes)} is "
+                          "invalid; expected a finite number >= 0")
 
     grid = document.get("grid", {})
     if not isinstance(grid, dict):
-        raise ConfigError(f"{source}: 'grid' must be a table of fields, got {grid!r}")
+        raise ConfigError(f"{source}: field 'grid' = {_show(grid)} is invalid; expected a "
+                          "table of grid fields ([grid])")
     _reject_unknown(grid, tuple(FIELDS), source, prefix="grid.")
+    # Count the points before expanding any axis, so a typo such as
+    # range = [0, 10000000000] fails at once instead of filling memory.
+    grid_size = math.prod(_axis_length(FIELDS[name], grid.get(name), source)
+                          for name in FIELDS)
+    if grid_size > MAX_GRID_POINTS:
+        raise ConfigError(f"{source}: field 'grid' has {grid_size} points, more than the "
+                          f"maximum {MAX_GRID_POINTS}; shorten a list or range")
     axes = {name: _expand_field(FIELDS[name], grid.get(name), source) for name in FIELDS}
     _check_model_activations(axes, source)
     _check_combinations(axes, source)
@@ -190,24 +213,32 @@ def parse_config(text: str, source: str = "<string>") -> SweepConfig:
 
     run = document.get("run", {})
     if not isinstance(run, dict):
-        raise ConfigError(f"{source}: 'run' must be a table, got {run!r}")
+        raise ConfigError(f"{source}: field 'run' = {_show(run)} is invalid; expected a "
+                          "table of run options ([run])")
     _reject_unknown(run, RUN_KEYS, source, prefix="run.")
     chunk_size = run.get("chunk_size")
-    if chunk_size is not None and (not _is_int(chunk_size) or chunk_size < 1):
-        raise ConfigError(f"{source}: field 'run.chunk_size' = {chunk_size!r} is invalid; "
-                          "expected an integer >= 1")
+    if chunk_size is not None and (not _is_int(chunk_size) or not 1 <= chunk_size <= MAX_INT):
+        raise ConfigError(f"{source}: field 'run.chunk_size' = {_show(chunk_size)} is "
+                          f"invalid; expected an integer in [1, {MAX_INT}]")
     budget = run.get("memory_budget_mb")
     if budget is not None and (not _is_number(budget) or not 0 < budget < math.inf):
-        raise ConfigError(f"{source}: field 'run.memory_budget_mb' = {budget!r} is invalid; "
-                          "expected a number > 0")
+        raise ConfigError(f"{source}: field 'run.memory_budget_mb' = {_show(budget)} is "
+                          "invalid; expected a finite number > 0")
 
-    config = SweepConfig(name=name, axes=axes, description=description,
-                         chunk_size=chunk_size, memory_budget_mb=budget,
-                         text=text, source=source)
-    if config.grid_size > MAX_GRID_POINTS:
-        raise ConfigError(f"{source}: the grid has {config.grid_size} points, more than the "
-                          f"maximum {MAX_GRID_POINTS}; shorten a list or range")
-    return config
+    return SweepConfig(name=name, axes=axes, description=description,
+                       chunk_size=chunk_size, memory_budget_mb=budget,
+                       text=text, source=source)
+
+
+def _make_value_repr() -> reprlib.Repr:
+    """Return a repr that shortens long lists and strings, so errors stay one short line."""
+    shortened = reprlib.Repr()
+    shortened.maxlevel, shortened.maxlist, shortened.maxdict = 3, 6, 4
+    shortened.maxstring = shortened.maxother = 60
+    return shortened
+
+
+_show = _make_value_repr().repr
 
 
 def _reject_unknown(table, known, source, prefix):
@@ -215,13 +246,14 @@ def _reject_unknown(table, known, source, prefix):
         if key not in known:
             close = difflib.get_close_matches(key, known, n=1)
             hint = f"; did you mean '{prefix}{close[0]}'?" if close else ""
-            raise ConfigError(f"{source}: unknown field '{prefix}{key}'{hint} "
+            raise ConfigError(f"{source}: unknown field {_show(prefix + key)}{hint} "
                               f"(valid: {', '.join(known)})")
 
 
 def _is_safe_name(name):
-    return bool(name) and name not in (".", "..") and all(
-        char.isalnum() or char in "-_." for char in name) and not name.startswith((".", "_"))
+    return (bool(name) and len(name.encode("utf-8", "surrogatepass")) <= MAX_NAME_BYTES
+            and all(char.isalnum() or char in "-_." for char in name)
+            and not name.startswith((".", "_")))
 
 
 def _is_int(value):
@@ -232,41 +264,78 @@ def _is_number(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _axis_length(field: Field, raw, source) -> int:
+    """Return the number of values a field's value, list or range table expands to."""
+    label = f"{source}: field 'grid.{field.name}'"
+    if raw is None:
+        return 1
+    if isinstance(raw, dict):
+        kind, arguments = _range_arguments(raw, source, f"grid.{field.name}")
+        length = len(range(*arguments)) if kind == "range" else arguments[2]
+    elif isinstance(raw, list):
+        length = len(raw)
+    else:
+        length = 1
+    if length == 0:
+        raise ConfigError(f"{label} = {_show(raw)} is empty; give at least one value")
+    return length
+
+
 def _expand_field(field: Field, raw, source) -> tuple:
-    """Turn a field's value, list or range table into a tuple of checked values."""
+    """Turn a field's value, list or range table into a tuple of checked, distinct values."""
     label = f"{source}: field 'grid.{field.name}'"
     if raw is None:
         return (field.default,)
     if isinstance(raw, dict):
-        values = _expand_range(raw, label)
+        values = _expand_range(raw, source, f"grid.{field.name}")
     elif isinstance(raw, list):
         values = raw
     else:
         values = [raw]
     if not values:
-        raise ConfigError(f"{label} = [] is empty; give at least one value")
-    return tuple(_check_value(field, value, label) for value in values)
+        raise ConfigError(f"{label} = {_show(raw)} is empty; give at least one value")
+    values = tuple(_check_value(field, value, label) for value in values)
+    if len(set(values)) != len(values):
+        repeated = next(value for index, value in enumerate(values) if value in values[:index])
+        raise ConfigError(f"{label} = {_show(raw)} repeats the value {repeated!r}; list each "
+                          "value once, because equal grid points would train twice")
+    return values
 
 
-def _expand_range(table, label):
+def _range_arguments(table, source, path):
+    """Check the range table of field `path` and return its kind and argument list."""
+    label = f"{source}: field '{path}'"
     if len(table) != 1 or next(iter(table)) not in ("linspace", "logspace", "range"):
-        raise ConfigError(f"{label} = {table!r} is invalid; a range table has exactly one key: "
-                          "linspace = [start, stop, num], logspace = [start, stop, num] "
-                          "(powers of 10) or range = [start, stop, step]")
+        raise ConfigError(f"{label} = {_show(table)} is invalid; a range table has exactly "
+                          "one key: linspace = [start, stop, num], logspace = [start, stop, "
+                          "num] (powers of 10) or range = [start, stop, step]")
     kind, arguments = next(iter(table.items()))
     if kind == "range":
         if (not isinstance(arguments, list) or len(arguments) not in (2, 3)
                 or not all(_is_int(value) for value in arguments)
                 or (len(arguments) == 3 and arguments[2] == 0)):
-            raise ConfigError(f"{label}.range = {arguments!r} is invalid; expected "
-                              "[start, stop] or [start, stop, step] with integers, step != 0")
-        return list(range(*arguments))
+            raise ConfigError(f"{source}: field '{path}.range' = {_show(arguments)} is "
+                              "invalid; expected [start, stop] or [start, stop, step] with "
+                              "integers, step != 0")
+        return kind, arguments
     if (not isinstance(arguments, list) or len(arguments) != 3
             or not all(_is_number(value) for value in arguments[:2])
             or not _is_int(arguments[2]) or arguments[2] < 1
             or not all(math.isfinite(value) for value in arguments[:2])):
-        raise ConfigError(f"{label}.{kind} = {arguments!r} is invalid; expected "
-                          "[start, stop, num] with finite numbers and an integer num >= 1")
+        raise ConfigError(f"{source}: field '{path}.{kind}' = {_show(arguments)} is "
+                          "invalid; expected [start, stop, num] with finite numbers and an "
+                          "integer num >= 1")
+    if kind == "logspace" and max(arguments[:2]) > math.log10(np.finfo(np.float64).max):
+        raise ConfigError(f"{source}: field '{path}.logspace' = {_show(arguments)} is "
+                          "invalid; expected start and stop <= 308.25, because 10**308.26 "
+                          "overflows a float64")
+    return kind, arguments
+
+
+def _expand_range(table, source, path):
+    kind, arguments = _range_arguments(table, source, path)
+    if kind == "range":
+        return list(range(*arguments))
     start, stop, num = arguments
     step = (stop - start) / (num - 1) if num > 1 else 0.0
     points = [start + i * step for i in range(num)]
@@ -282,7 +351,18 @@ def _check_value(field: Field, value, label):
         value = int(value)
     kind_ok = (isinstance(value, field.kind) and not (field.kind is int and isinstance(value, bool)))
     if not kind_ok or (field.kind is float and math.isnan(value)) or not field.check(value):
-        raise ConfigError(f"{label} = {value!r} is invalid; expected {field.allowed}")
+        raise ConfigError(f"{label} = {_show(value)} is invalid; expected {field.allowed}")
+    if field.kind is int and not -MAX_INT - 1 <= value <= MAX_INT:
+        raise ConfigError(f"{label} = {value} is invalid; expected {field.allowed} and at "
+                          f"most {MAX_INT}, because it is stored as int32")
+    if field.kind is float and not field.static:
+        # Training runs in float32, so the rounded value must pass the same check:
+        # 0.99999999999 rounds to sparsity 1.0 and 1e-50 to learning rate 0.0.
+        with np.errstate(over="ignore", under="ignore"):
+            rounded = float(np.float32(value))
+        if not math.isfinite(rounded) or not field.check(rounded):
+            raise ConfigError(f"{label} = {value!r} is invalid; expected {field.allowed}, "
+                              f"also after rounding to float32 (which gives {rounded!r})")
     return value
 
 
