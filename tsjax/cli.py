@@ -1,6 +1,8 @@
 """The `tsjax` command line: `tsjax sweep`, `tsjax fit`, `tsjax info`."""
 
 import argparse
+import logging
+import shlex
 import sys
 from pathlib import Path
 
@@ -18,9 +20,12 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("config", help="path to a sweep config (TOML)")
     sweep.add_argument("--out", help="results directory (default: results/<sweep name>)")
     sweep.add_argument("--overwrite", action="store_true",
-                       help="replace results of a different config in the output directory")
+                       help="delete tsjax's results in the output directory, whatever "
+                            "config wrote them, and start the sweep again")
     sweep.add_argument("--chunk-size", type=int,
-                       help="models per compiled call (default: from the memory budget)")
+                       help="models per compiled call (default: from the memory budget); "
+                            "a resumed sweep keeps the size it started with unless this "
+                            "option changes")
     sweep.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     fit = commands.add_parser("fit", help="fit the phase transition of a results directory")
@@ -35,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    logging.basicConfig(format="tsjax: %(levelname)s: %(message)s", level=logging.WARNING)
     handlers = {"sweep": _sweep, "fit": _fit, "info": _info}
     try:
         return handlers[args.command](args)
@@ -60,16 +66,20 @@ def _sweep(args) -> int:
                      "expected an integer >= 1")
 
     from tsjax.dataset import ResultsDirError
-    from tsjax.sweep import SweepInterrupted, run_sweep
+    from tsjax.sweep import SweepFailed, SweepInterrupted, default_out, run_sweep
 
     try:
         summary = run_sweep(config, args.out, overwrite=args.overwrite,
                             chunk_size=args.chunk_size, progress=not args.no_progress)
-    except ResultsDirError as error:
+    except (ResultsDirError, SweepFailed) as error:
         return _fail(str(error))
     except SweepInterrupted as error:
-        print(f"tsjax: {error}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        out = args.out if args.out is not None else str(default_out(config))
+        command = ["tsjax", "sweep", args.config, "--out", out]
+        if args.chunk_size is not None:
+            command += ["--chunk-size", str(args.chunk_size)]
+        print(f"tsjax: {error}: {shlex.join(command)}", file=sys.stderr)
+        return 128 + error.signal_number
     print(summary.describe())
     return 0
 

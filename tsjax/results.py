@@ -156,7 +156,12 @@ def _to_numpy(tree):
 
 
 def _float64_safe(value):
-    """Cast half-precision arrays up, because Parquet has no float16 or bfloat16 type."""
-    if isinstance(value, np.ndarray) and value.dtype.kind == "f" and value.dtype.itemsize < 4:
+    """Cast half-precision arrays up, because Parquet has no float16 or bfloat16 type.
+
+    bfloat16 and the float8 types come from ml_dtypes with numpy kind "V", so a test of
+    kind "f" alone would miss them. `jax.dtypes.issubdtype` classes them as floating.
+    """
+    if (isinstance(value, np.ndarray) and value.dtype.itemsize < 4
+            and jax.dtypes.issubdtype(value.dtype, np.floating)):
         return value.astype(np.float32)
     return value

@@ -1,8 +1,22 @@
-"""Running a sweep: plan chunks, train them, write each one as it finishes."""
+"""Running a sweep: plan chunks, train them, write each one as it finishes.
+
+A point's result can change in the last float32 bits with the padded size of its chunk,
+because XLA compiles a separate program for each shape. On CPU with jax 0.10, padded
+sizes 1, 2 to 15, and 16 or more were measured to round differently. At a fixed padded
+size, neither the other points of the chunk nor the point's position in it change its
+result. So each static group keeps one padded chunk size, recorded in the manifest, and
+a resumed sweep splits its remaining points into chunks of that size. Its rows then
+equal those of an uninterrupted run bit for bit.
+"""
 
 import dataclasses
+import logging
+import os
+import signal
+import threading
 import time
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
 
 import jax
@@ -10,16 +24,35 @@ import numpy as np
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from tsjax.chunking import plan_chunks
+from tsjax.chunking import Chunk, plan_chunks
 from tsjax.config import SweepConfig
-from tsjax.dataset import ResultsDir
+from tsjax.dataset import ResultsDir, ResultsDirError
 from tsjax.grid import StaticGroup, expand_grid
 from tsjax.results import chunk_rows
 from tsjax.training import train_chunk
 
+logger = logging.getLogger(__name__)
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
 
 class SweepInterrupted(Exception):
     """The user stopped the sweep; finished chunks are saved and a rerun resumes."""
+
+    def __init__(self, saved: int, grid_size: int, out: Path, signal_number: int):
+        self.saved = saved
+        self.grid_size = grid_size
+        self.out = out
+        self.signal_number = signal_number
+        super().__init__(f"interrupted: {saved} of {grid_size} models are saved in {out}; "
+                         "run the same command again to train the rest")
+
+
+class SweepFailed(RuntimeError):
+    """Training or writing a chunk failed; the chunks written before stay valid.
+
+    The message is one line with the number of saved models and how to resume.
+    """
 
 
 @dataclasses.dataclass
@@ -49,44 +82,128 @@ def run_sweep(config: SweepConfig, out=None, *, overwrite: bool = False,
               chunk_size: int | None = None, progress: bool = True) -> SweepSummary:
     """Train every grid point of `config` not yet in `out` and write its rows there.
 
-    Raises `SweepInterrupted` on Ctrl-C after the chunk in flight is dropped; the parts
-    already written stay valid and a rerun of the same call trains only the rest.
+    Called in the main thread, the sweep turns the first SIGINT or SIGTERM into a stop
+    after the chunk in flight is written, and then raises `SweepInterrupted`. A second
+    signal drops that chunk. Raises `ResultsDirError` when `out` cannot be used, and
+    `SweepFailed` when a chunk fails to train or write. In every case the parts already
+    written stay valid, and a rerun of the same call trains only the rest.
     """
     start = time.perf_counter()
     out = Path(out) if out is not None else default_out(config)
-    results_dir = ResultsDir(out)
-    finished = results_dir.prepare(config, overwrite=overwrite)
-
     all_groups = expand_grid(config)
-    group_index = {group.spec: index for index, group in enumerate(all_groups)}
-    remaining = np.setdiff1d(np.arange(config.grid_size), finished)
-    groups = expand_grid(config, remaining) if len(remaining) else []
-    chunk_size = chunk_size or config.chunk_size
-    chunks = [(group, positions)
-              for group in groups
-              for positions in plan_chunks(group, chunk_size=chunk_size,
-                                           memory_budget_mb=config.memory_budget_mb)]
+    request = chunk_size or config.chunk_size
+    planned = [planned_chunk_size(group, request, config.memory_budget_mb)
+               for group in all_groups]
 
-    trained = 0
-    bar = tqdm(total=len(remaining), unit="model", disable=not progress,
-               desc=f"sweep {config.name}")
-    try:
-        for group, positions in chunks:
-            chunk = group.select(positions.real)
-            table = train_padded(config.name, chunk, len(positions.padded))
-            results_dir.write_chunk(table, group_index[group.spec])
-            trained += len(chunk)
-            bar.update(len(chunk))
-    except KeyboardInterrupt:
-        bar.close()
-        raise SweepInterrupted(
-            f"interrupted: {len(finished) + trained} of {config.grid_size} models are saved "
-            f"in {out}; run the same command again to train the rest") from None
-    bar.close()
+    with ResultsDir(out) as results_dir, _stop_on_signals() as stop:
+        finished = results_dir.prepare(
+            config, overwrite=overwrite,
+            run_settings={"chunk_size_request": request, "chunk_sizes": planned})
+        resuming = 0 < len(finished) < config.grid_size
+        sizes = _chunk_sizes_in_force(results_dir, request, planned, resuming)
+        chunks = plan_remaining(config, all_groups, finished, sizes)
+        trained = _train_chunks(config, results_dir, chunks, stop, progress,
+                                already_saved=len(finished))
 
     return SweepSummary(out=out, grid_size=config.grid_size, trained=trained,
                         skipped=len(finished), status_counts=status_counts(out),
                         seconds=time.perf_counter() - start)
+
+
+def _train_chunks(config, results_dir, chunks, stop, progress, already_saved) -> int:
+    """Train and write `chunks` in order; return the number of models trained."""
+    trained = 0
+    total = sum(len(chunk.real) for _, _, chunk in chunks)
+    bar = tqdm(total=total, unit="model", disable=not progress, desc=f"sweep {config.name}")
+
+    def saved():
+        return already_saved + trained
+
+    try:
+        for group_index, group, chunk in chunks:
+            if stop.signal_number is not None:
+                raise SweepInterrupted(saved(), config.grid_size, results_dir.path,
+                                       stop.signal_number)
+            points = group.select(chunk.real)
+            try:
+                table = train_padded(config.name, points, len(chunk.padded))
+            except jax.errors.JaxRuntimeError as error:
+                first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+                raise SweepFailed(
+                    f"training a chunk of {len(chunk.padded)} models of group "
+                    f"{group_index} failed ({first_line}); {saved()} of {config.grid_size} "
+                    f"models are saved in {results_dir.path}; if memory ran out, pass a "
+                    "smaller --chunk-size, then run the same command to resume") from None
+            try:
+                results_dir.write_chunk(table, group_index)
+            except ResultsDirError as error:
+                raise SweepFailed(f"{error}; {saved()} of {config.grid_size} models are "
+                                  "saved; fix the cause, then run the same command to "
+                                  "resume") from None
+            trained += len(points)
+            bar.update(len(points))
+    except KeyboardInterrupt:
+        raise SweepInterrupted(saved(), config.grid_size, results_dir.path,
+                               stop.signal_number or signal.SIGINT) from None
+    finally:
+        bar.close()
+    return trained
+
+
+def planned_chunk_size(group: StaticGroup, request: int | None,
+                       memory_budget_mb: float | None) -> int:
+    """Return the padded chunk size that `plan_chunks` picks for a whole static group."""
+    plan = plan_chunks(group, chunk_size=request, memory_budget_mb=memory_budget_mb)
+    return len(plan[0].padded)
+
+
+def _chunk_sizes_in_force(results_dir: ResultsDir, request: int | None,
+                          planned: list[int], resuming: bool) -> list[int]:
+    """Return the padded chunk size of each group for this run.
+
+    A resume keeps the sizes recorded in the manifest, so its rows equal those of an
+    uninterrupted run. A different explicit chunk size (or recorded sizes that no longer
+    divide among the devices) replaces them, and only rows trained from now on use the
+    new sizes.
+    """
+    manifest = results_dir.manifest
+    recorded = manifest.get("chunk_sizes")
+    device_count = jax.local_device_count()
+    valid = (isinstance(recorded, list) and len(recorded) == len(planned)
+             and all(isinstance(size, int) and size >= 1 and size % device_count == 0
+                     for size in recorded))
+    if valid and manifest.get("chunk_size_request") == request:
+        return recorded
+    if resuming:
+        logger.warning(
+            "resuming %s with chunk sizes %s instead of the recorded %s; models trained "
+            "from now on may differ from an uninterrupted run in the last float32 bits",
+            results_dir.path, planned, recorded)
+    results_dir.update_manifest(chunk_size_request=request, chunk_sizes=planned)
+    return planned
+
+
+def plan_remaining(config: SweepConfig, all_groups: list[StaticGroup],
+                   finished: np.ndarray, sizes: list[int]) -> list[tuple[int, StaticGroup, Chunk]]:
+    """Split the points not in `finished` into chunks of each group's fixed size.
+
+    Returns (group index, group, chunk) triples in grid order. Every chunk of a group is
+    padded to the group's size with repeats of its last point, so the group compiles
+    once and a point's result does not depend on which points remain.
+    """
+    remaining = np.setdiff1d(np.arange(config.grid_size), finished)
+    if not len(remaining):
+        return []
+    group_index = {group.spec: index for index, group in enumerate(all_groups)}
+    chunks = []
+    for group in expand_grid(config, remaining):
+        index = group_index[group.spec]
+        size = sizes[index]
+        for start in range(0, len(group), size):
+            real = np.arange(start, min(start + size, len(group)))
+            padded = np.concatenate([real, np.full(size - len(real), real[-1])])
+            chunks.append((index, group, Chunk(real, padded)))
+    return chunks
 
 
 def train_padded(sweep: str, chunk: StaticGroup, padded_size: int):
@@ -106,3 +223,36 @@ def status_counts(out: Path) -> dict[str, int]:
         table = pq.read_table(Path(out) / record["part"], columns=["status"])
         counts.update(table.column("status").to_pylist())
     return dict(counts)
+
+
+class _StopRequest:
+    """The first stop signal received, or None."""
+
+    signal_number: int | None = None
+
+
+@contextmanager
+def _stop_on_signals():
+    """Turn the first SIGINT or SIGTERM into a stop request; a second one raises
+    KeyboardInterrupt. Outside the main thread, signals keep their handlers."""
+    stop = _StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def request_stop(signal_number, frame):
+        if stop.signal_number is not None:
+            raise KeyboardInterrupt
+        stop.signal_number = signal_number
+        # os.write, because print could re-enter a stderr write that this signal
+        # interrupted (the progress bar writes there).
+        os.write(2, f"\ntsjax: {signal.Signals(signal_number).name} received; stopping "
+                    "after the chunk in progress is saved (send it again to stop at once)\n"
+                 .encode())
+
+    previous = {number: signal.signal(number, request_stop) for number in STOP_SIGNALS}
+    try:
+        yield stop
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
