@@ -259,6 +259,19 @@ def test_second_writer_rejected(tmp_path):
     second.close()
 
 
+def test_attach_reads_prepared_directory(tmp_path):
+    config = parse_config(toml_text(SEVEN))
+    worker = ResultsDir(tmp_path / "out")
+
+    with pytest.raises(ResultsDirError, match="manifest not found"):
+        worker.attach(config)
+    with ResultsDir(tmp_path / "out") as leader:
+        leader.prepare(config)
+        assert len(worker.attach(config)) == 0
+        with pytest.raises(ResultsDirError, match="different config"):
+            worker.attach(parse_config(toml_text(THREE)))
+
+
 def test_missing_part_is_trained_again(reference, tmp_path, capsys):
     config, out = write_config(tmp_path), tmp_path / "out"
     assert sweep(config, out) == 0

@@ -186,6 +186,20 @@ class ResultsDir:
             self._abandon(created)
             raise
 
+    def attach(self, config: SweepConfig) -> np.ndarray:
+        """Open a directory that another process of the same run prepared, without
+        locking or cleaning it, and return the ids of finished points.
+
+        In a multi-process run, one process calls `prepare` and the others call `attach`
+        only after it returns, because `prepare` deletes temporary files that a writer
+        in another process may still need. Raises `ResultsDirError`.
+        """
+        if not self.manifest_path.is_file():
+            raise ResultsDirError(f"{self.path}: manifest not found; call prepare in one "
+                                  "process before the others attach")
+        self.manifest = self._check_ownership(config, overwrite=False)
+        return self.finished_point_ids(config.grid_size)
+
     def _abandon(self, created: list[Path]) -> None:
         """Release the lock and remove the directories this call created, if still empty."""
         self.close()
