@@ -9,7 +9,7 @@ from tsjax.dataset import ResultsDir, ResultsDirError
 from tsjax.grid import GridPoint, StaticGroup, StaticSpec, expand_grid
 from tsjax.models import RNN, init_rnn
 from tsjax.results import SCHEMA, SCHEMA_VERSION
-from tsjax.sweep import SweepInterrupted, SweepSummary, run_sweep
+from tsjax.sweep import SweepFailed, SweepInterrupted, SweepSummary, run_sweep
 from tsjax.task import delayed_targets, importance_weights, magnitude_moments, sample_inputs
 from tsjax.training import TrainResult, TrainState, batch_loss, train, train_chunk
 
@@ -19,7 +19,7 @@ __all__ = [
     "GridPoint", "StaticGroup", "StaticSpec", "expand_grid",
     "RNN", "init_rnn",
     "SCHEMA", "SCHEMA_VERSION",
-    "SweepInterrupted", "SweepSummary", "run_sweep",
+    "SweepFailed", "SweepInterrupted", "SweepSummary", "run_sweep",
     "delayed_targets", "importance_weights", "magnitude_moments", "sample_inputs",
     "TrainResult", "TrainState", "batch_loss", "train", "train_chunk",
 ]

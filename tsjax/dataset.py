@@ -157,7 +157,8 @@ class ResultsDir:
         contains results of another config or schema is rejected unless `overwrite`, which
         deletes only tsjax's own files. A directory with other files and no manifest is
         always rejected, so tsjax never mixes its parts with files it did not write.
-        `run_settings` go into a new manifest; `manifest` holds the one in force.
+        `run_settings` go into a new manifest, and the `manifest` attribute is the one
+        in force.
         Raises `ResultsDirError`.
         """
         created = []
