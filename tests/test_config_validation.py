@@ -1,4 +1,5 @@
 import copy
+from pathlib import Path
 
 import pytest
 
@@ -150,6 +151,12 @@ def test_valid_config_parses():
     assert config.grid_size == 12
     assert config.axes["k"] == (1, 2)
     assert config.axes["sparsity"] == (0.5, 0.9)
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parent.parent / "sweeps").glob("*.toml")),
+                         ids=lambda path: path.name)
+def test_shipped_sweep_is_valid(path):
+    assert load_config(path).grid_size >= 1
 
 
 def test_integral_float_accepted_for_integer():
