@@ -10,6 +10,7 @@ from analysis.plots import (
     plot_phase_diagram,
     plot_projection_heatmap,
 )
+from analysis.report import Report, write_report
 from analysis.seeds import DEFAULT_GROUP_BY, SEED_MODES, select_seeds
 from analysis.sigmoid import SigmoidFit, fit_sigmoid, sigmoid
 from analysis.theory_plots import (
@@ -25,6 +26,7 @@ __all__ = [
     "FIT_COLUMNS",
     "SEED_MODES",
     "FitReport",
+    "Report",
     "SigmoidFit",
     "committed_parts",
     "fit_sigmoid",
@@ -45,4 +47,5 @@ __all__ = [
     "sigmoid",
     "weights",
     "write_fit",
+    "write_report",
 ]

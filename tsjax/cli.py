@@ -1,4 +1,4 @@
-"""The `tsjax` command line: `tsjax sweep`, `tsjax fit`, `tsjax info`."""
+"""The `tsjax` command line: `tsjax sweep`, `tsjax fit`, `tsjax report`, `tsjax info`."""
 
 import argparse
 import logging
@@ -33,6 +33,13 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--seeds", choices=("best", "live"), default="best",
                      help="best: lowest-loss live seed per grid point; live: every ok seed")
 
+    report = commands.add_parser(
+        "report", help="write figures and a Markdown report of a results directory to "
+                       "RESULTS_DIR/_analysis/report.md")
+    report.add_argument("results_dir", help="directory written by `tsjax sweep`")
+    report.add_argument("--seeds", choices=("best", "live"), default="best",
+                        help="best: lowest-loss live seed per grid point; live: every ok seed")
+
     info = commands.add_parser("info", help="show a config's grid without training")
     info.add_argument("config", help="path to a sweep config (TOML)")
     return parser
@@ -41,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(format="tsjax: %(levelname)s: %(message)s", level=logging.WARNING)
-    handlers = {"sweep": _sweep, "fit": _fit, "info": _info}
+    handlers = {"sweep": _sweep, "fit": _fit, "report": _report, "info": _info}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:
@@ -95,6 +102,20 @@ def _fit(args) -> int:
     except (FileNotFoundError, ValueError) as error:
         return _fail(str(error))
     print(report)
+    return 0
+
+
+def _report(args) -> int:
+    from analysis.report import write_report
+
+    results_dir = Path(args.results_dir)
+    if not results_dir.is_dir():
+        return _fail(f"results directory '{results_dir}' not found")
+    try:
+        report = write_report(results_dir, seeds=args.seeds)
+    except (FileNotFoundError, ValueError) as error:
+        return _fail(str(error))
+    print(f"wrote {report.paths[-1]} with {sum(path.suffix == '.png' for path in report.paths)} figures")
     return 0
 
 
