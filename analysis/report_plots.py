@@ -22,6 +22,8 @@ from analysis.style import new_figure, paper_style, save_figure
 
 TASK_COLOUR = "tab:blue"
 INTERFERENCE_COLOUR = "tab:green"
+# Colour range of the a_k heatmaps: recall entries are near 1, so ±1.5 keeps them visible.
+HEATMAP_LIMIT = 1.5
 
 
 def best_row(df: pd.DataFrame, **keys) -> pd.Series | None:
@@ -90,9 +92,11 @@ def plot_recall_heatmaps(df: pd.DataFrame, model: str, path: str | Path | None =
                 ax.set_axis_off()
                 continue
             plot_projection_heatmap(row, int(k), ax)
+            # A few large negative entries would otherwise wash out the recall diagonal near 1.
+            ax.images[0].set_clim(-HEATMAP_LIMIT, HEATMAP_LIMIT)
             ax.set_title(f"$a_k$, $N_h$ = {n_hidden}, k = {k}")
-    figure.suptitle(f"model: {model}, S = {rows['sparsity'].max():.3g}, best seed per panel; "
-                    "entry [i, j]: output i per unit input j")
+    figure.suptitle(f"{model}, S = {rows['sparsity'].max():.3g}\nbest seed per panel, "
+                    f"colours clipped to ±{HEATMAP_LIMIT}")
     save_figure(figure, path)
     return figure
 

@@ -39,6 +39,9 @@ def with_loss_terms(frame: pd.DataFrame) -> pd.DataFrame:
     frame["loss_curve_step"] = [steps.astype(np.int32)] * count
     frame["loss_curve"] = [(task + interference).astype(np.float32)] * count
     frame["task_reward_curve"] = [task.astype(np.float32)] * count
+    frame["mean_correction_curve"] = [np.zeros_like(task, dtype=np.float32)] * count
+    frame["projection_interference_curve"] = [(0.75 * interference).astype(np.float32)] * count
+    frame["compositional_interference_curve"] = [(0.25 * interference).astype(np.float32)] * count
     frame["expected_loss_curve"] = [(task + interference).astype(np.float32)] * count
     frame["expected_loss_sparse_relu_curve"] = [(task + interference).astype(np.float32)] * count
     return frame
