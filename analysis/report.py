@@ -303,6 +303,7 @@ def _write_staircase(writer: _Writer, results: pd.DataFrame, seeds: str) -> None
         "`separation_step` where the interference term has fallen halfway from its peak (blank when "
         "it never falls by 5% of the largest loss). With a ReLU readout the split uses the sparse-limit "
         "loss, where only positive projections cost.")
+
     sparsest = table["sparsity"].max()
     panels = []
     for model in sorted(table["model"].unique()):
@@ -310,9 +311,11 @@ def _write_staircase(writer: _Writer, results: pd.DataFrame, seeds: str) -> None
         row = best_row(model_rows, k=int(model_rows["k"].max()))
         if row is not None:
             panels.append(row)
+
     writer.figure("staircase", lambda path: plot_staircase(panels, path),
                   "Task and interference terms of the expected loss along training, best seed per model "
                   "at the sparsest input; shaded: drops; dotted: alignment (blue) and separation (green) steps.")
+
     linear_panels = [row for row in panels if row.get("sigma_h") == "identity" and row.get("sigma_y") == "identity"]
     if linear_panels:
         writer.figure("loss_decomposition_linear",
@@ -320,6 +323,7 @@ def _write_staircase(writer: _Writer, results: pd.DataFrame, seeds: str) -> None
                       "The four terms of the exact expected loss of the best linear model along training, "
                       "with the training loss and the held-out loss.")
     _write_loss_agreement(writer, results)
+
     extremes = table["sparsity"].isin([table["sparsity"].min(), sparsest])
     writer.table("staircase", table[extremes], [
         "model", "n_hidden", "k", "sparsity", "final_loss", "drops", "alignment_step", "interference_peak_step",
