@@ -55,7 +55,7 @@ BAD_CONFIGS = [
     ("batch_size zero", valid_config(batch_size=0), "'grid.batch_size'", "0"),
     ("n_hidden zero", valid_config(n_hidden=0), "'grid.n_hidden'", "0"),
     ("n_features zero", valid_config(n_features=0), "'grid.n_features'", "0"),
-    ("n_hidden boolean", valid_config(n_hidden=True), "'grid.n_hidden'", "True"),
+    ("n_hidden boolean", valid_config(n_hidden=True), "'grid.n_hidden'", "true"),
     ("n_hidden beyond int32", valid_config(n_hidden=2**40), "'grid.n_hidden'", str(2**40)),
     ("checkpoints zero", valid_config(checkpoints=0), "'grid.checkpoints'", "0"),
     ("eval_samples zero", valid_config(eval_samples=0), "'grid.eval_samples'", "0"),
@@ -67,7 +67,7 @@ BAD_CONFIGS = [
     ("learning rate infinite", valid_config(learning_rate=float("inf")),
      "'grid.learning_rate'", "inf"),
     ("learning rate boolean", valid_config(learning_rate=True), "'grid.learning_rate'",
-     "True"),
+     "true"),
     ("learning rate underflows", valid_config(learning_rate=1e-50), "'grid.learning_rate'",
      "1e-50"),
     ("learning rate overflows", valid_config(learning_rate=1e39), "'grid.learning_rate'",
@@ -82,6 +82,13 @@ BAD_CONFIGS = [
                                     sparsity={"linspace": [0.0, 0.9, 1000]}),
      "'grid'", "200000000 points"),
     ("huge range", valid_config(seed={"range": [0, 10**15]}), "'grid'", "points"),
+    # The valid grid has 2 k values and 2 sparsities, so 4 points per seed.
+    ("range over all int64", valid_config(seed={"range": [-2**63, 2**63 - 1]}), "'grid'",
+     f"{4 * (2**64 - 1)} points"),
+    ("descending range over all int64", valid_config(seed={"range": [2**63 - 1, -2**63, -1]}),
+     "'grid'", f"{4 * (2**64 - 1)} points"),
+    ("sparsities equal in float32", valid_config(sparsity=[0.1, 0.10000000001]),
+     "'grid.sparsity'", "0.1 and 0.10000000001"),
     ("range table two keys", valid_config(sparsity={"linspace": [0, 1, 3], "range": [0, 1]}),
      "'grid.sparsity'", "linspace"),
     ("range table unknown kind", valid_config(sparsity={"geomspace": [0.1, 0.9, 3]}),
@@ -122,7 +129,7 @@ BAD_CONFIGS = [
     ("expected trainer with relu", valid_config(trainer="expected"), "'grid.trainer'",
      "sigma_h = relu"),
     ("chunk size zero", run_table(chunk_size=0), "'run.chunk_size'", "0"),
-    ("chunk size boolean", run_table(chunk_size=True), "'run.chunk_size'", "True"),
+    ("chunk size boolean", run_table(chunk_size=True), "'run.chunk_size'", "true"),
     ("chunk size fractional", run_table(chunk_size=1.5), "'run.chunk_size'", "1.5"),
     ("memory budget zero", run_table(memory_budget_mb=0), "'run.memory_budget_mb'", "0"),
     ("memory budget NaN", run_table(memory_budget_mb=float("nan")), "'run.memory_budget_mb'",
@@ -184,8 +191,32 @@ def test_missing_file_is_config_error(tmp_path):
 
 
 def test_directory_as_config_is_config_error(tmp_path):
-    with pytest.raises(ConfigError, match="config file not found"):
+    with pytest.raises(ConfigError, match="config path is a directory; pass a TOML file"):
         load_config(tmp_path)
+
+
+def test_byte_order_mark_accepted(tmp_path):
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + toml_text(VALID_CONFIG).encode())
+
+    config = load_config(path)
+
+    assert config.grid_size == 12
+    assert not config.text.startswith("\ufeff")
+
+
+def test_float32_distinct_values_accepted():
+    # 0.1 and 0.1000001 differ by about 13 float32 steps, so both train.
+    config = parse_config(toml_text(valid_config(sparsity=[0.1, 0.1000001])))
+
+    assert config.axes["sparsity"] == (0.1, 0.1000001)
+
+
+def test_expected_cpu_minutes_stored():
+    config = parse_config(toml_text({**VALID_CONFIG, "expected_cpu_minutes": 3}))
+
+    assert config.expected_cpu_minutes == 3
+    assert parse_config(toml_text(VALID_CONFIG)).expected_cpu_minutes is None
 
 
 def test_binary_file_is_config_error(tmp_path):

@@ -147,6 +147,7 @@ class SweepConfig:
     name: str
     axes: dict[str, tuple]
     description: str = ""
+    expected_cpu_minutes: float | None = None
     chunk_size: int | None = None
     memory_budget_mb: float | None = None
     text: str = ""
@@ -158,12 +159,14 @@ class SweepConfig:
 
 
 def load_config(path) -> SweepConfig:
-    """Read and validate a sweep config file."""
+    """Read and validate a sweep config file (UTF-8, with or without a byte order mark)."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: config path is a directory; pass a TOML file")
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"{path}: cannot read config file ({error})") from None
     return parse_config(text, source=str(path))
@@ -171,6 +174,8 @@ def load_config(path) -> SweepConfig:
 
 def parse_config(text: str, source: str = "<string>") -> SweepConfig:
     """Parse and validate the text of a sweep config."""
+    # Windows editors often save UTF-8 with a byte order mark, which tomllib rejects.
+    text = text.removeprefix("\ufeff")
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
@@ -227,13 +232,20 @@ def parse_config(text: str, source: str = "<string>") -> SweepConfig:
                           "invalid; expected a finite number > 0")
 
     return SweepConfig(name=name, axes=axes, description=description,
-                       chunk_size=chunk_size, memory_budget_mb=budget,
+                       expected_cpu_minutes=minutes, chunk_size=chunk_size, memory_budget_mb=budget,
                        text=text, source=source)
+
+
+class _TomlRepr(reprlib.Repr):
+    """A repr that writes booleans as TOML does (true, false)."""
+
+    def repr_bool(self, value, level):
+        return "true" if value else "false"
 
 
 def _make_value_repr() -> reprlib.Repr:
     """Return a repr that shortens long lists and strings, so errors stay one short line."""
-    shortened = reprlib.Repr()
+    shortened = _TomlRepr()
     shortened.maxlevel, shortened.maxlist, shortened.maxdict = 3, 6, 4
     shortened.maxstring = shortened.maxother = 60
     return shortened
@@ -272,7 +284,7 @@ def _axis_length(field: Field, raw, source) -> int:
         return 1
     if isinstance(raw, dict):
         kind, arguments = _range_arguments(raw, source, f"grid.{field.name}")
-        length = len(range(*arguments)) if kind == "range" else arguments[2]
+        length = _range_length(*arguments) if kind == "range" else arguments[2]
     elif isinstance(raw, list):
         length = len(raw)
     else:
@@ -280,6 +292,13 @@ def _axis_length(field: Field, raw, source) -> int:
     if length == 0:
         raise ConfigError(f"{label} = {_show(raw)} is empty; give at least one value")
     return length
+
+
+def _range_length(start: int, stop: int, step: int = 1) -> int:
+    """Return len(range(start, stop, step)), which raises OverflowError beyond sys.maxsize."""
+    if step > 0:
+        return max(0, (stop - start + step - 1) // step)
+    return max(0, (start - stop - step - 1) // -step)
 
 
 def _expand_field(field: Field, raw, source) -> tuple:
@@ -298,9 +317,24 @@ def _expand_field(field: Field, raw, source) -> tuple:
     values = tuple(_check_value(field, value, label) for value in values)
     if len(set(values)) != len(values):
         repeated = next(value for index, value in enumerate(values) if value in values[:index])
-        raise ConfigError(f"{label} = {_show(raw)} repeats the value {repeated!r}; list each "
-                          "value once, because equal grid points would train twice")
+        raise ConfigError(f"{label} = {_show(raw)} repeats the value {_show(repeated)}; list "
+                          "each value once, because equal grid points would train twice")
+    if field.kind is float:
+        _reject_float32_collisions(values, label)
     return values
+
+
+def _reject_float32_collisions(values: tuple, label: str) -> None:
+    """Reject distinct values that round to one float32, because training runs in float32
+    and would train both as the same model."""
+    seen = {}
+    for value in values:
+        rounded = float(np.float32(value))
+        if rounded in seen:
+            raise ConfigError(f"{label} has the values {seen[rounded]!r} and {value!r}, which "
+                              f"are equal after rounding to float32 ({rounded!r}); list each "
+                              "value once, because equal grid points would train twice")
+        seen[rounded] = value
 
 
 def _range_arguments(table, source, path):
