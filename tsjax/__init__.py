@@ -4,6 +4,7 @@ Train whole grids of RNNs on k-delay recall of sparse inputs as a few compiled c
 and write one Parquet row per trained model.
 """
 
+from tsjax.cache import enable_compilation_cache
 from tsjax.config import FIELDS, ConfigError, SweepConfig, load_config, parse_config
 from tsjax.dataset import ResultsDir, ResultsDirError
 from tsjax.grid import GridPoint, StaticGroup, StaticSpec, expand_grid
@@ -22,4 +23,8 @@ __all__ = [
     "SweepFailed", "SweepInterrupted", "SweepSummary", "run_sweep",
     "delayed_targets", "importance_weights", "magnitude_moments", "sample_inputs",
     "TrainResult", "TrainState", "batch_loss", "train", "train_chunk",
+    "enable_compilation_cache",
 ]
+
+# Compiled programs persist across runs (see tsjax.cache for the directory and opt-out).
+enable_compilation_cache()

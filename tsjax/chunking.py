@@ -11,13 +11,23 @@ import jax
 import numpy as np
 
 from tsjax.grid import StaticGroup, StaticSpec
-from tsjax.training import segment_plan
+from tsjax.training import default_block_size, segment_plan
 
 # On CPU the budget is a quarter of physical memory, capped, because XLA's CPU
 # scratch space and the host-side result tables come on top of it.
 CPU_BUDGET_FRACTION = 0.25
 CPU_BUDGET_CAP_MB = 4096
 ACCELERATOR_BUDGET_FRACTION = 0.5
+
+# Chunks hold at most this many models unless `chunk_size` asks for more. Blocks train
+# one after another, so larger chunks do not train faster, and a fixed cap keeps the
+# peak memory of a sweep independent of its grid size (BENCHMARKS.md shows it flat from
+# 4,096 to 65,536 models). A chunk of 4,096 benchmark models trains in about 20 s.
+MAX_CHUNK_MODELS = 4096
+
+# Checkpoint metric values per checkpoint (the theory loss terms); an estimate.
+CHECKPOINT_METRICS_ESTIMATE = 8
+ROW_OVERHEAD_BYTES = 4096
 
 
 class Chunk(NamedTuple):
@@ -29,17 +39,28 @@ class Chunk(NamedTuple):
 
 
 def model_bytes(spec: StaticSpec) -> int:
-    """Estimate the peak memory of training one model of `spec`, in bytes.
+    """Estimate the memory that one model of `spec` holds for a whole chunk, in bytes.
 
-    The backward pass of the time scan keeps every step's hidden state, input, target
-    and output for one batch; the eval pass and the stored results add less. The
-    factor 3 covers XLA temporaries; it is an estimate, not a measurement.
+    A chunk's blocks train one after another, so what grows with the chunk is each
+    model's results: on the device, on the host as numpy arrays, and in the chunk's
+    Arrow table (about three float32 copies in all), plus about 4 KiB of Python and
+    Arrow objects per row. Measured against peak RSS in BENCHMARKS.md.
     """
-    per_step = spec.batch_size * spec.seq_len * (4 * spec.n_features + 3 * spec.n_hidden)
-    parameters = spec.n_hidden * (spec.n_hidden + 2 * spec.n_features)
     _, segments = segment_plan(spec.steps, spec.checkpoints)
-    stored = spec.seq_len * spec.n_hidden * spec.n_features * 2 + segments * 8
-    return 4 * (3 * per_step + 4 * parameters + stored)
+    parameters = spec.n_hidden * (spec.n_hidden + 2 * spec.n_features) + spec.n_features
+    geometry = spec.seq_len * spec.n_features * (spec.n_hidden + spec.n_features)
+    curves = segments * (1 + CHECKPOINT_METRICS_ESTIMATE)
+    return 4 * 3 * (parameters + geometry + curves + spec.n_features) + ROW_OVERHEAD_BYTES
+
+
+def block_bytes(spec: StaticSpec, block_size: int) -> int:
+    """Estimate the working memory of one block in flight, in bytes.
+
+    The backward pass keeps each step's hidden states and the batch's inputs, targets,
+    outputs and their cotangents; the factor 3 covers XLA temporaries. An estimate.
+    """
+    per_model = spec.batch_size * spec.seq_len * (4 * spec.n_hidden + 6 * spec.n_features)
+    return 4 * 3 * per_model * block_size
 
 
 def memory_budget_bytes(memory_budget_mb: float | None = None) -> int:
@@ -60,15 +81,21 @@ def plan_chunks(group: StaticGroup, *, chunk_size: int | None = None,
                 device_count: int | None = None) -> list[Chunk]:
     """Split a group into balanced chunks of at most `chunk_size` points.
 
-    Without `chunk_size`, the size comes from the memory budget and `model_bytes`.
-    The padded size is a multiple of the device count, so a chunk can be sharded.
+    Without `chunk_size`, the size comes from the memory budget, `model_bytes` and
+    `block_bytes`, capped at `MAX_CHUNK_MODELS`, so peak memory stops growing with the
+    grid. The padded size is a multiple of the block size times the device count, so
+    every device trains whole blocks and no padding beyond the last block is wasted.
     """
     device_count = device_count or jax.local_device_count()
+    spec = group.spec
+    block = default_block_size(spec)
     if chunk_size is None:
-        chunk_size = max(1, memory_budget_bytes(memory_budget_mb) // model_bytes(group.spec))
+        budget = memory_budget_bytes(memory_budget_mb) - device_count * block_bytes(spec, block)
+        chunk_size = min(MAX_CHUNK_MODELS, max(1, budget // model_bytes(spec)))
     chunks = math.ceil(len(group) / chunk_size)
     size = math.ceil(len(group) / chunks)
-    size = math.ceil(size / device_count) * device_count
+    per_call = min(block, math.ceil(size / device_count)) * device_count
+    size = math.ceil(size / per_call) * per_call
 
     plan = []
     for start in range(0, len(group), size):

@@ -2,6 +2,7 @@
 
 import argparse
 import logging
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -27,6 +28,14 @@ def build_parser() -> argparse.ArgumentParser:
                             "a resumed sweep keeps the size it started with unless this "
                             "option changes")
     sweep.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    sweep.add_argument("--coordinator", metavar="HOST:PORT",
+                       help="join a multi-process run (jax.distributed) whose process 0 "
+                            "listens at HOST:PORT; default: $TSJAX_COORDINATOR")
+    sweep.add_argument("--num-processes", type=int,
+                       help="number of processes in the run; default: $TSJAX_NUM_PROCESSES")
+    sweep.add_argument("--process-id", type=int,
+                       help="index of this process, 0 to num-processes - 1; "
+                            "default: $TSJAX_PROCESS_ID")
 
     fit = commands.add_parser("fit", help="fit the phase transition of a results directory")
     fit.add_argument("results_dir", help="directory written by `tsjax sweep`")
@@ -72,8 +81,21 @@ def _sweep(args) -> int:
         return _fail(f"option '--chunk-size' = {args.chunk_size} is invalid; "
                      "expected an integer >= 1")
 
+    from tsjax import distributed
     from tsjax.dataset import ResultsDirError
     from tsjax.sweep import SweepFailed, SweepInterrupted, default_out, run_sweep
+
+    # Both must run before JAX starts its backends, that is before any training.
+    distributed.use_cpu_cores()
+    try:
+        distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+    except ValueError as error:
+        return _fail(str(error))
+    except RuntimeError as error:
+        coordinator = args.coordinator or os.environ.get(distributed.COORDINATOR_VARIABLE)
+        return _fail(f"failed to join the run at coordinator {coordinator!r} "
+                     f"({str(error).strip().splitlines()[0]}); start process 0 first and "
+                     "check the address")
 
     try:
         summary = run_sweep(config, args.out, overwrite=args.overwrite,

@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from tsjax import distributed
 from tsjax.chunking import Chunk, plan_chunks
 from tsjax.config import SweepConfig
 from tsjax.dataset import ResultsDir, ResultsDirError
@@ -96,18 +97,37 @@ def run_sweep(config: SweepConfig, out=None, *, overwrite: bool = False,
                for group in all_groups]
 
     with ResultsDir(out) as results_dir, _stop_on_signals() as stop:
+        finished, sizes = _open_results(results_dir, config, overwrite, request, planned)
+        chunks = distributed.process_share(plan_remaining(config, all_groups, finished, sizes))
+        trained = _train_chunks(config, results_dir, chunks, stop, progress,
+                                already_saved=len(finished))
+        distributed.barrier("tsjax-sweep-trained")
+
+    return SweepSummary(out=out, grid_size=config.grid_size, trained=trained,
+                        skipped=len(finished), status_counts=status_counts(out),
+                        seconds=time.perf_counter() - start)
+
+
+def _open_results(results_dir: ResultsDir, config: SweepConfig, overwrite: bool,
+                  request: int | None, planned: list[int]) -> tuple[np.ndarray, list[int]]:
+    """Return the finished point ids and the chunk sizes in force for this run.
+
+    Process 0 prepares the directory and the other processes of a multi-process run
+    attach to it. Process 0 writes no part until every process has read the finished
+    points, so all of them plan the same chunks.
+    """
+    if distributed.is_main_process():
         finished = results_dir.prepare(
             config, overwrite=overwrite,
             run_settings={"chunk_size_request": request, "chunk_sizes": planned})
         resuming = 0 < len(finished) < config.grid_size
         sizes = _chunk_sizes_in_force(results_dir, request, planned, resuming)
-        chunks = plan_remaining(config, all_groups, finished, sizes)
-        trained = _train_chunks(config, results_dir, chunks, stop, progress,
-                                already_saved=len(finished))
-
-    return SweepSummary(out=out, grid_size=config.grid_size, trained=trained,
-                        skipped=len(finished), status_counts=status_counts(out),
-                        seconds=time.perf_counter() - start)
+    distributed.barrier("tsjax-results-prepared")
+    if not distributed.is_main_process():
+        finished = results_dir.attach(config)
+        sizes = results_dir.manifest["chunk_sizes"]
+    distributed.barrier("tsjax-results-read")
+    return finished, sizes
 
 
 def _train_chunks(config, results_dir, chunks, stop, progress, already_saved) -> int:

@@ -16,7 +16,12 @@ def sample_inputs(key, shape, sparsity, magnitude_low, magnitude_high):
     u >= sparsity, and then (u - sparsity) / (1 - sparsity) is again Uniform[0, 1),
     so it sets the magnitude. Equal keys therefore give coupled inputs across sparsities.
     """
-    u = jax.random.uniform(key, shape)
+    return inputs_from_uniforms(jax.random.uniform(key, shape), sparsity, magnitude_low,
+                                magnitude_high)
+
+
+def inputs_from_uniforms(u, sparsity, magnitude_low, magnitude_high):
+    """Turn Uniform[0, 1) draws `u` into sparse inputs, as `sample_inputs` does."""
     active = u >= sparsity
     fraction = (u - sparsity) / (1.0 - sparsity)
     magnitude = magnitude_low + (magnitude_high - magnitude_low) * fraction
@@ -24,14 +29,17 @@ def sample_inputs(key, shape, sparsity, magnitude_low, magnitude_high):
 
 
 def delayed_targets(xs, k):
-    """Return the k-delay targets of one sequence `xs` (seq_len, n_features).
+    """Return the k-delay targets of `xs`, whose leading axis is time.
 
-    `k` may be traced: the shift is a gather with a mask, never a Python slice.
+    `xs` is one sequence (seq_len, n_features) or a batch laid out time first, such as
+    (seq_len, n_features, batch). `k` may be traced: the shift is a gather with a mask,
+    never a Python slice.
     """
     seq_len = xs.shape[0]
     t = jnp.arange(seq_len)
     source = jnp.clip(t - k, 0, seq_len - 1)
-    return jnp.where((t >= k)[:, None], xs[source], 0.0)
+    has_target = (t >= k).reshape((seq_len,) + (1,) * (xs.ndim - 1))
+    return jnp.where(has_target, xs[source], 0.0)
 
 
 def importance_weights(n_features, decay):

@@ -3,20 +3,29 @@
 The whole loop runs inside `lax.scan`: an outer scan over checkpoint segments and an
 inner scan over the steps of each segment, so the loss curve and the checkpoint
 metrics come out of the compiled program without host round trips.
+
+`train_chunk` runs a chunk as blocks of a few models: each block is `vmap` of `train`,
+a device trains its blocks one after another with `lax.map`, and the chunk is sharded
+over the local devices with `shard_map`. Models of a block that share a seed share
+their input draws.
 """
 
+import functools
 import math
 from typing import NamedTuple
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax import lax
+from jax.sharding import PartitionSpec as P
 
+from tsjax.distributed import GRID_AXIS, local_mesh
 from tsjax.grid import GridPoint, StaticSpec
-from tsjax.models import RNN, init_rnn
-from tsjax.task import delayed_targets, importance_weights, sample_inputs
+from tsjax.models import RNN, init_rnn, uses_parallel_form
+from tsjax.task import delayed_targets, importance_weights, inputs_from_uniforms
 from tsjax.theory import expected_objective, model_theory_metrics
 
 _trace_count = 0
@@ -62,6 +71,54 @@ class TrainResult(NamedTuple):
     projections: jax.Array
 
 
+class InputStream(NamedTuple):
+    """The source of one model's training and eval inputs.
+
+    A model's inputs depend only on its seed, so models with equal seeds see equal
+    inputs. A compiled block of models draws them once per distinct seed in `seeds`,
+    and each model reads row `slot`. Training a single model alone uses its own seed:
+    `seeds = [seed]`, `slot = 0`.
+    """
+
+    seeds: jax.Array
+    slot: jax.Array
+
+
+# Inputs come from Threefry 4x32 (128-bit key). On CPU, XLA runs it about three times
+# faster than the default Threefry 2x32, whose rounds JAX 0.10.2 lowers as a loop.
+# Philox 4x32 is about as fast, but in JAX 0.10.2 it fails to lower under shard_map.
+DATA_PRNG = "threefry4x32"
+TRAIN_STREAM, EVAL_STREAM = 0, 1
+
+
+def shared_uniforms(seeds, stream: int, index, shape):
+    """Draw Uniform[0, 1) arrays of `shape` for the seeds in `seeds`.
+
+    Returns (table, rows): the draws for `seeds[i]` are `table[rows[i]]`, and each is
+    a function of (seeds[i], stream, index) alone. Each distinct seed is drawn once:
+    a loop runs once per distinct seed, so a block whose models share one seed draws
+    once, however many models it holds.
+    """
+
+    def draw(seed):
+        key = jax.random.split(jax.random.key(seed, impl=DATA_PRNG))[stream]
+        return jax.random.uniform(jax.random.fold_in(key, index), shape)
+
+    count = seeds.shape[0]
+    if count == 1:
+        return draw(seeds[0])[None], jnp.zeros(1, dtype=jnp.int32)
+    first = jnp.argmax(seeds[:, None] == seeds[None, :], axis=1)
+    is_first = first == jnp.arange(count)
+    rank = jnp.cumsum(is_first) - 1
+    distinct = seeds[jnp.argsort(~is_first, stable=True)]
+
+    def fill(row, table):
+        return lax.dynamic_update_index_in_dim(table, draw(distinct[row]), row, 0)
+
+    table = lax.fori_loop(0, jnp.sum(is_first), fill, jnp.zeros((count, *shape)))
+    return table, rank[first].astype(jnp.int32)
+
+
 def trace_count() -> int:
     """Return how many times `train` has been traced in this process."""
     return _trace_count
@@ -95,6 +152,12 @@ def batch_loss(model: RNN, xs, k, weights):
     return jnp.mean(jax.vmap(sequence_loss, in_axes=(None, 0, None, None))(model, xs, k, weights))
 
 
+def fast_batch_loss(model: RNN, xs, k, weights):
+    """`batch_loss` for a batch laid out (seq_len, n_features, batch), on the fast forward."""
+    errors = model.batch_outputs(xs) - delayed_targets(xs, k)
+    return jnp.sum(weights[:, None] * errors**2) / xs.shape[-1]
+
+
 def checkpoint_metrics(model: RNN, point: GridPoint, spec: StaticSpec) -> dict:
     """Measure a model at a checkpoint; the values go to the `checkpoint_metrics` field.
 
@@ -113,31 +176,48 @@ def _tree_where(condition, new, old):
     return jax.tree.map(lambda a, b: jnp.where(condition, a, b), new, old)
 
 
-def train(point: GridPoint, spec: StaticSpec) -> TrainResult:
-    """Train one model at one grid point; every random draw derives from `point.seed`."""
+def train(point: GridPoint, spec: StaticSpec, stream: InputStream | None = None, *,
+          reference: bool = False) -> TrainResult:
+    """Train one model at one grid point; every random draw derives from `point.seed`.
+
+    `stream` lets a block of models share input draws (see `InputStream`); its
+    default draws this model's own. With `reference`, the loss runs the
+    straightforward forward pass (`batch_loss`, one `lax.scan` per sequence) on the
+    same inputs; tests compare the fast path against it.
+    """
     global _trace_count
     _trace_count += 1
 
-    key = jax.random.key(point.seed)
-    init_key, train_key, eval_key = jax.random.split(key, 3)
+    if stream is None:
+        stream = InputStream(jnp.reshape(point.seed, (1,)), jnp.int32(0))
+    # Initial weights come from the first of three keys split from the seed's key.
+    # Inputs come from `shared_uniforms`, which derives its own keys from the seed.
+    init_key = jax.random.split(jax.random.key(point.seed), 3)[0]
     model = init_rnn(init_key, n_features=spec.n_features, n_hidden=spec.n_hidden,
                      sigma_h=spec.sigma_h, sigma_y=spec.sigma_y,
                      readout_bias=spec.readout_bias, init_scale=point.init_scale,
                      init_spectral_norm=point.init_spectral_norm)
     optimizer = make_optimizer(spec.optimizer, point.learning_rate)
     weights = importance_weights(spec.n_features, point.importance_decay)
-    batch_shape = (spec.batch_size, spec.seq_len, spec.n_features)
+    batch_shape = (spec.seq_len, spec.n_features, spec.batch_size)
 
-    def sample(key):
-        return sample_inputs(key, batch_shape, point.sparsity, point.magnitude_low,
-                             point.magnitude_high)
+    def sample(stream_id, index):
+        """Return the inputs of one batch, laid out (seq_len, n_features, batch)."""
+        table, rows = shared_uniforms(stream.seeds, stream_id, index, batch_shape)
+        u = table[rows[stream.slot]]
+        return inputs_from_uniforms(u, point.sparsity, point.magnitude_low,
+                                    point.magnitude_high)
+
+    def loss_function(model, xs):
+        if reference:
+            return batch_loss(model, jnp.transpose(xs, (2, 0, 1)), point.k, weights)
+        return fast_batch_loss(model, xs, point.k, weights)
 
     # The `expected` trainer minimises the closed-form loss and draws no samples.
     def objective(model, step):
         if spec.trainer == "expected":
             return expected_objective(model, point, spec)
-        xs = sample(jax.random.fold_in(train_key, step))
-        return batch_loss(model, xs, point.k, weights)
+        return loss_function(model, sample(TRAIN_STREAM, step))
 
     def train_step(state: TrainState, step):
         loss, grads = eqx.filter_value_and_grad(objective)(state.model, step)
@@ -164,16 +244,19 @@ def train(point: GridPoint, spec: StaticSpec) -> TrainResult:
     state, (loss_curve, metrics) = lax.scan(run_segment, state, jnp.arange(segments))
     model = state.model
 
-    eval_loss, eval_stderr, output_max = evaluate(model, eval_key, sample, point.k, weights,
-                                                  spec.eval_samples, spec.batch_size)
+    eval_loss, eval_stderr, output_max = evaluate(
+        model, lambda index: sample(EVAL_STREAM, index), point.k, weights,
+        spec.eval_samples, spec.batch_size, reference=reference)
     directions = model.impulse_response(spec.seq_len)
     projections = jnp.einsum("hi,shj->sij", model.W_y, directions)
     return TrainResult(model, loss_curve, metrics, state.diverged_step, eval_loss,
                        eval_stderr, output_max, directions, projections)
 
 
-def evaluate(model: RNN, key, sample, k, weights, samples: int, batch_size: int):
-    """Estimate the expected loss on fresh sequences drawn with `key`.
+def evaluate(model: RNN, sample, k, weights, samples: int, batch_size: int, *,
+             reference: bool = False):
+    """Estimate the expected loss on fresh sequences; `sample(index)` returns batch
+    `index` laid out (seq_len, n_features, batch).
 
     Returns the mean sequence loss, its standard error and the max output per
     coordinate. Batches are combined with the pairwise variance formula, which stays
@@ -182,10 +265,15 @@ def evaluate(model: RNN, key, sample, k, weights, samples: int, batch_size: int)
     batches = math.ceil(samples / batch_size)
 
     def eval_batch(output_max, index):
-        xs = sample(jax.random.fold_in(key, index))
-        losses = jax.vmap(sequence_loss, in_axes=(None, 0, None, None))(model, xs, k, weights)
-        outputs = jax.vmap(model)(xs)
-        output_max = jnp.maximum(output_max, jnp.max(outputs, axis=(0, 1)))
+        xs = sample(index)
+        if reference:
+            sequences = jnp.transpose(xs, (2, 0, 1))
+            outputs = jnp.transpose(jax.vmap(model)(sequences), (1, 2, 0))
+        else:
+            outputs = model.batch_outputs(xs)
+        errors = outputs - delayed_targets(xs, k)
+        losses = jnp.sum(weights[:, None] * errors**2, axis=(0, 1))
+        output_max = jnp.maximum(output_max, jnp.max(outputs, axis=(0, 2)))
         mean = jnp.mean(losses)
         return output_max, (mean, jnp.sum((losses - mean) ** 2))
 
@@ -198,6 +286,68 @@ def evaluate(model: RNN, key, sample, k, weights, samples: int, batch_size: int)
     return mean, stderr, output_max
 
 
-# The one place where the grid axis is added: a chunk of grid points trains as one
-# vmapped, compiled call per static spec.
-train_chunk = jax.jit(jax.vmap(train, in_axes=(0, None)), static_argnums=1)
+# Models per vmapped block. A block trains as one vmapped program, and the blocks of a
+# device run one after another, so the block's working set stays in cache. Measured on
+# the benchmark grid on a 2-core Xeon (BENCHMARKS.md): the recurrent path ran fastest
+# with blocks of about this many hidden-state elements (4 models of n_hidden = 2 at
+# batch 256; 16-model blocks ran 1.2 times slower), the block-Toeplitz path with
+# blocks of 16 models. These are tuning knobs, not limits.
+BLOCK_ELEMENTS = 2048
+PARALLEL_FORM_BLOCK = 16
+
+
+def default_block_size(spec: StaticSpec) -> int:
+    """Return how many models of `spec` one vmapped block trains together."""
+    if uses_parallel_form(spec.sigma_h, spec.seq_len, spec.n_features):
+        return PARALLEL_FORM_BLOCK
+    return max(1, BLOCK_ELEMENTS // (spec.n_hidden * spec.batch_size))
+
+
+def train_chunk(points: GridPoint, spec: StaticSpec, *,
+                block_size: int | None = None) -> TrainResult:
+    """Train a chunk of grid points (each field with a leading axis) in one compiled call.
+
+    The chunk is sorted by seed, so that models with equal seeds share input draws.
+    It is padded to a whole number of blocks per local device and sharded over the
+    local devices, and each device trains its blocks one after another. Returns the
+    results in the order of `points`, as host arrays. A model's result does not depend on the
+    other models of its chunk; it depends on the block size in the last float32 bits.
+    """
+    points = jax.tree.map(np.asarray, points)
+    count = len(points.seed)
+    mesh = local_mesh()
+    devices = mesh.size
+    block = block_size or min(default_block_size(spec), math.ceil(count / devices))
+    padded = math.ceil(count / (block * devices)) * block * devices
+
+    order = np.argsort(points.seed, kind="stable")
+    order = np.concatenate([order, np.full(padded - count, order[-1])])
+    blocked = jax.tree.map(lambda values: values[order].reshape(padded // block, block),
+                           points)
+    result = _train_blocks(blocked, spec, mesh)
+
+    position = np.empty(count, dtype=np.int64)
+    position[order[:count]] = np.arange(count)
+    return jax.tree.map(
+        lambda leaf: np.asarray(leaf).reshape(padded, *leaf.shape[2:])[position], result)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _train_blocks(points: GridPoint, spec: StaticSpec, mesh) -> TrainResult:
+    """Train points laid out (blocks, block); blocks are sharded over `mesh`."""
+
+    def train_block(block_points):
+        # The one place where the grid axis is added: every model of a block runs the
+        # single-model `train` under vmap. The block's seeds are not batched, so the
+        # input draws they index are computed once per block.
+        stream = InputStream(block_points.seed, jnp.arange(block_points.seed.shape[0]))
+        return jax.vmap(train, in_axes=(0, None, InputStream(None, 0)))(
+            block_points, spec, stream)
+
+    def train_device_blocks(device_points):
+        return lax.map(train_block, device_points)
+
+    # Devices never communicate: each trains its own blocks. check_vma=False, because
+    # the carries of the input-draw scans start as device-invariant zeros.
+    return jax.shard_map(train_device_blocks, mesh=mesh, in_specs=P(GRID_AXIS),
+                         out_specs=P(GRID_AXIS), check_vma=False)(points)
