@@ -291,3 +291,59 @@ def test_crash_before_manifest_starts_fresh(tmp_path, capsys):
     assert sweep(write_config(tmp_path), out) == 0
     assert "trained 7 models" in capsys.readouterr().out
     assert hidden_files(out) == []
+
+
+def test_overwrite_keeps_lookalike_entries(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert sweep(write_config(tmp_path, THREE), out) == 0
+    (out / "_analysis").mkdir()
+    (out / "_analysis" / "fit_k_theta_deg.csv").write_text("old fit")
+    lookalikes = ["part-notes.txt", "part-g000-p000000000.parquet.bak", "_manifest.json.orig",
+                  "_analysis.bak", ".tmp-mine", ".part-mine"]
+    for name in lookalikes:
+        (out / name).write_text("mine")
+    for name in ["_chunks_backup", "part-dir"]:
+        (out / name).mkdir()
+        (out / name / "keep.txt").write_text("mine")
+
+    assert sweep(write_config(tmp_path, SEVEN), out, "--overwrite") == 0
+
+    for name in lookalikes:
+        assert (out / name).read_text() == "mine", name
+    for name in ["_chunks_backup", "part-dir"]:
+        assert (out / name / "keep.txt").read_text() == "mine", name
+    assert not (out / "_analysis").exists()
+    assert len(list((out / "_chunks").iterdir())) == 3
+    assert sorted(pd.read_parquet(out / "part-g000-p000000000.parquet").point_id) == [0, 1, 2]
+
+
+def test_lookalike_part_without_manifest_rejected(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "part-notes.txt").write_text("mine")
+
+    code = sweep(write_config(tmp_path), out, "--overwrite")
+
+    assert code == 2
+    assert "has no tsjax manifest (found part-notes.txt)" in one_line_error(capsys)
+    assert [path.name for path in out.iterdir()] == ["part-notes.txt"]
+
+
+@pytest.mark.parametrize("chunk_size", [0, -1, 2.5, True, "3"])
+def test_run_sweep_rejects_bad_chunk_size(tmp_path, chunk_size):
+    with pytest.raises(ValueError) as raised:
+        run_sweep(parse_config(toml_text(SEVEN)), tmp_path / "out", chunk_size=chunk_size,
+                  progress=False)
+
+    message = str(raised.value)
+    assert f"invalid chunk_size={chunk_size!r}" in message
+    assert "expected an integer >= 1 or None" in message
+    assert not (tmp_path / "out").exists()
+
+
+def test_run_sweep_rejects_empty_out(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+    with pytest.raises(ValueError, match="invalid out=''"):
+        run_sweep(parse_config(toml_text(SEVEN)), "", progress=False)
+    assert list(tmp_path.iterdir()) == []

@@ -22,6 +22,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -35,8 +36,19 @@ from tsjax.results import SCHEMA, SCHEMA_VERSION
 
 MANIFEST = "_manifest.json"
 CHUNKS = "_chunks"
-TEMPORARY_PREFIXES = (".part-", ".tmp-")
-OWNED_PREFIXES = ("part-", "_manifest", "_chunks", "_analysis", *TEMPORARY_PREFIXES)
+ANALYSIS = "_analysis"
+# Names of what tsjax writes at the top of a results directory. `--overwrite` deletes
+# only these, so a user's `part-notes.txt` or `_analysis.bak` survives. Group indices
+# and point ids are zero-padded to at least 3 and 9 digits (see `write_chunk`).
+_PART_STEM = r"part-g[0-9]{3,}-p[0-9]{9,}"
+PART_NAME = re.compile(rf"{_PART_STEM}\.parquet")
+# Temporary files of interrupted writes: a part (`write_chunk`) and the manifest at the
+# top, and chunk records in `_chunks/` (`write_atomic` prefixes `.tmp-`).
+TEMPORARY_FILES = re.compile(rf"\.part-{_PART_STEM}\.parquet|\.tmp-_manifest\.json"
+                             rf"|\.tmp-{_PART_STEM}\.json")
+OWNED_FILES = re.compile(rf"{_PART_STEM}\.parquet|_manifest\.json"
+                         rf"|\.part-{_PART_STEM}\.parquet|\.tmp-_manifest\.json")
+OWNED_DIRECTORIES = (CHUNKS, ANALYSIS)
 
 
 class ResultsDirError(RuntimeError):
@@ -113,6 +125,15 @@ def _describe_os_error(error: OSError) -> str:
     return error.strerror or str(error)
 
 
+def is_owned_entry(entry: Path) -> bool:
+    """Return whether `entry`, at the top of a results directory, is one tsjax writes."""
+    if entry.is_symlink():
+        return False
+    if entry.name in OWNED_DIRECTORIES:
+        return entry.is_dir()
+    return OWNED_FILES.fullmatch(entry.name) is not None and entry.is_file()
+
+
 class ResultsDir:
     """A results directory that one sweep config owns.
 
@@ -140,7 +161,7 @@ class ResultsDir:
         if not self.manifest_path.is_file():
             return None
         try:
-            manifest = json.loads(self.manifest_path.read_text())
+            manifest = json.loads(self.manifest_path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
             raise ResultsDirError(f"{self.manifest_path}: unreadable manifest ({error}); "
                                   "pass --overwrite to start the sweep again") from None
@@ -253,15 +274,15 @@ class ResultsDir:
 
     def _check_ownership(self, config: SweepConfig, overwrite: bool) -> dict | None:
         """Raise unless `config` may write here; return the manifest to resume, if any."""
-        entries = sorted(entry.name for entry in self.path.iterdir())
-        foreign = [name for name in entries if not name.startswith(OWNED_PREFIXES)]
+        entries = sorted(self.path.iterdir())
+        foreign = [entry.name for entry in entries if not is_owned_entry(entry)]
         manifest_present = self.manifest_path.is_file()
         if not manifest_present and foreign:
             raise ResultsDirError(
                 f"{self.path}: directory is not empty and has no tsjax manifest "
                 f"(found {', '.join(foreign[:3])}); choose another --out")
         if not manifest_present:
-            if any(name.startswith("part-") for name in entries) and not overwrite:
+            if any(PART_NAME.fullmatch(entry.name) for entry in entries) and not overwrite:
                 raise ResultsDirError(f"{self.path}: directory has part files but no "
                                       "manifest; pass --overwrite to start the sweep again")
             return None
@@ -317,7 +338,7 @@ class ResultsDir:
         """Yield (path, record) for every chunk record, sorted by name."""
         for path in sorted((self.path / CHUNKS).glob("part-*.json")):
             try:
-                record = json.loads(path.read_text())
+                record = json.loads(path.read_text(encoding="utf-8"))
             except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
                 raise ResultsDirError(f"{path}: unreadable chunk record ({error}); "
                                       "pass --overwrite to start the sweep again") from None
@@ -380,7 +401,7 @@ class ResultsDir:
         recorded_parts = {record["part"] for record in records}
         recorded_ids = set(self.finished_point_ids().tolist())
         for part in sorted(self.path.glob("part-*.parquet")):
-            if part.name in recorded_parts:
+            if part.name in recorded_parts or not is_owned_entry(part):
                 continue
             try:
                 schema = pq.read_schema(part)
@@ -399,17 +420,19 @@ class ResultsDir:
     def _remove_temporary_files(self) -> None:
         for directory in (self.path, self.path / CHUNKS):
             for entry in directory.iterdir():
-                if entry.name.startswith(TEMPORARY_PREFIXES) and entry.is_file():
+                if (TEMPORARY_FILES.fullmatch(entry.name) and entry.is_file()
+                        and not entry.is_symlink()):
                     entry.unlink()
 
     def _delete_owned_files(self) -> None:
-        """Delete tsjax's files, the manifest first, so a crash midway leaves no
-        manifest that vouches for a half-deleted dataset."""
+        """Delete what tsjax wrote (see `is_owned_entry`), the manifest first, so a crash
+        midway leaves no manifest that vouches for a half-deleted dataset. Other entries
+        stay, whatever their names."""
         self.manifest_path.unlink(missing_ok=True)
         for entry in sorted(self.path.iterdir()):
-            if not entry.name.startswith(OWNED_PREFIXES):
+            if not is_owned_entry(entry):
                 continue
-            if entry.is_dir() and not entry.is_symlink():
+            if entry.is_dir():
                 shutil.rmtree(entry)
             else:
                 entry.unlink()

@@ -11,6 +11,7 @@ equal those of an uninterrupted run bit for bit.
 
 import dataclasses
 import logging
+import numbers
 import os
 import signal
 import threading
@@ -85,14 +86,16 @@ def run_sweep(config: SweepConfig, out=None, *, overwrite: bool = False,
 
     Called in the main thread, the sweep turns the first SIGINT or SIGTERM into a stop
     after the chunk in flight is written, and then raises `SweepInterrupted`. A second
-    signal drops that chunk. Raises `ResultsDirError` when `out` cannot be used, and
+    signal drops that chunk. Raises ValueError for an empty `out` or a `chunk_size` that
+    is not an integer >= 1 or None, `ResultsDirError` when `out` cannot be used, and
     `SweepFailed` when a chunk fails to train or write. In every case the parts already
     written stay valid, and a rerun of the same call trains only the rest.
     """
     start = time.perf_counter()
+    _check_run_arguments(out, chunk_size)
     out = Path(out) if out is not None else default_out(config)
     all_groups = expand_grid(config)
-    request = chunk_size or config.chunk_size
+    request = int(chunk_size) if chunk_size is not None else config.chunk_size
     planned = [planned_chunk_size(group, request, config.memory_budget_mb)
                for group in all_groups]
 
@@ -128,6 +131,18 @@ def _open_results(results_dir: ResultsDir, config: SweepConfig, overwrite: bool,
         sizes = results_dir.manifest["chunk_sizes"]
     distributed.barrier("tsjax-results-read")
     return finished, sizes
+
+
+def _check_run_arguments(out, chunk_size) -> None:
+    # Path("") is the current directory, which is almost never the intended output.
+    if isinstance(out, str) and not out:
+        raise ValueError(f"invalid out={out!r}; expected a directory path or None "
+                         "(results/<sweep name>)")
+    if chunk_size is not None and (isinstance(chunk_size, bool)
+                                   or not isinstance(chunk_size, numbers.Integral)
+                                   or chunk_size < 1):
+        raise ValueError(f"invalid chunk_size={chunk_size!r}; expected an integer >= 1 or "
+                         "None (sized from the memory budget)")
 
 
 def _train_chunks(config, results_dir, chunks, stop, progress, already_saved) -> int:
