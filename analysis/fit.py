@@ -20,6 +20,7 @@ FIT_COLUMNS = (
     "critical_sparsity_low",
     "critical_sparsity_high",
     "width",
+    "width_unresolved",
     "jump",
     "low_plateau",
     "high_plateau",
@@ -87,8 +88,10 @@ def fit_transition(
     ``n_points`` is the number of distinct sparsities fitted, ``n_models`` the number of
     rows fitted and ``n_not_ok`` the number of dead or diverged rows in the group. A group
     whose fit fails still gets a row, with ``converged`` False and the reason in
-    ``message``. ``bootstrap_params`` contains an (n, 4) array of the converged resampled fits
-    in the order (lo, hi, S_c, width), for plotting bands. Raises ValueError for invalid
+    ``message``. ``width_unresolved`` flags a step sharper than the grid spacing (see
+    SigmoidFit), whose S_c is located only to within the grid gap that contains it.
+    ``bootstrap_params`` contains an (n, 4) array of the converged resampled fits in the
+    order (lo, hi, S_c, width), for plotting bands. Raises ValueError for invalid
     arguments or missing columns.
     """
     _validate_arguments(df, order_parameter, group_by, seeds, n_bootstrap, confidence)
@@ -151,6 +154,7 @@ def _fit_group(
         critical_sparsity_low=float(low),
         critical_sparsity_high=float(high),
         width=point.width,
+        width_unresolved=bool(point.width_unresolved),
         jump=point.jump,
         low_plateau=point.low_plateau,
         high_plateau=point.high_plateau,

@@ -24,15 +24,24 @@ DEFAULT_ORDER_PARAMETERS = ("k_theta_deg", "spectral_radius")
 
 @dataclass
 class FitReport:
-    """Fit tables keyed by order parameter, their printable summary and the files written."""
+    """Fit tables keyed by order parameter, their printable summary and the files written.
+
+    ``skipped`` maps each requested order parameter that was not fitted to the reason.
+    """
 
     tables: dict[str, pd.DataFrame]
     text: str
     paths: list[Path] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
 
     def __str__(self) -> str:
         """Return the printable summary, so ``print(report)`` shows the fit tables."""
         return self.text
+
+    @property
+    def any_converged(self) -> bool:
+        """True when at least one group of one order parameter has a converged fit."""
+        return any(table["converged"].astype(bool).any() for table in self.tables.values())
 
 
 def write_fit(
@@ -47,9 +56,15 @@ def write_fit(
 
     Writes ``_analysis/fit_<order_parameter>.csv`` (the fit table without the resampled
     fits), ``order_parameter_<order_parameter>.png``, ``phase_diagram_<order_parameter>.png``
-    and ``loss_curves.png``, each atomically. Raises FileNotFoundError for a missing
-    directory and ValueError when the path is not a directory, has no committed results
-    yet, or an argument is invalid (see fit_transition).
+    and ``loss_curves.png``, each atomically. Every fit runs before the first file is
+    written, so an invalid argument or missing column leaves ``_analysis/`` unchanged. An
+    order parameter that is not a column of the results is skipped and named in
+    ``FitReport.skipped``. Groups whose fit fails still get a row (``converged`` False).
+
+    Raises FileNotFoundError for a missing directory, and ValueError when the path is not
+    a directory, has no committed results yet, lacks every requested order parameter, has
+    a file where ``_analysis/`` belongs, or an argument is invalid (see fit_transition).
+    OSError from reading or writing passes through.
     """
     results_dir = Path(results_dir)
     results = load_results(results_dir)
@@ -57,18 +72,27 @@ def write_fit(
         raise ValueError(f"write_fit needs a results directory, got the file {results_dir}")
     if results.empty:
         raise ValueError(f"{results_dir} contains no committed results yet; run or resume the sweep first")
+    analysis_dir = results_dir / ANALYSIS_DIR_NAME
+    if analysis_dir.exists() and not analysis_dir.is_dir():
+        raise ValueError(f"{analysis_dir} is a file, but fit outputs go into a directory of that name; move the file")
     if isinstance(order_parameters, str):
         order_parameters = (order_parameters,)
 
-    analysis_dir = results_dir / ANALYSIS_DIR_NAME
-    tables: dict[str, pd.DataFrame] = {}
-    paths: list[Path] = []
-    for order_parameter in order_parameters:
-        table = fit_transition(
-            results, order_parameter, seeds=seeds, n_bootstrap=n_bootstrap, confidence=confidence, rng=rng
-        )
-        tables[order_parameter] = table
+    skipped = {
+        name: f"results have no column {name!r}, so {name} is not fitted"
+        for name in order_parameters
+        if name not in results.columns
+    }
+    available = [name for name in order_parameters if name not in skipped]
+    if not available:
+        raise ValueError(f"results in {results_dir} have no column {' or '.join(map(repr, order_parameters))} to fit")
+    tables = {
+        name: fit_transition(results, name, seeds=seeds, n_bootstrap=n_bootstrap, confidence=confidence, rng=rng)
+        for name in available
+    }
 
+    paths: list[Path] = []
+    for order_parameter, table in tables.items():
         csv_path = analysis_dir / f"fit_{order_parameter}.csv"
         with atomic_path(csv_path) as temporary:
             table.drop(columns=["bootstrap_params"]).to_csv(temporary, index=False)
@@ -83,7 +107,7 @@ def write_fit(
     loss_curves_path = analysis_dir / "loss_curves.png"
     plot_loss_curves(results, loss_curves_path)
     paths.append(loss_curves_path)
-    return FitReport(tables=tables, text=format_fit_tables(tables, n_bootstrap), paths=paths)
+    return FitReport(tables=tables, text=format_fit_tables(tables, n_bootstrap), paths=paths, skipped=skipped)
 
 
 def _format_number(value: float, digits: int = 3) -> str:
@@ -102,7 +126,11 @@ def format_fit_tables(tables: dict[str, pd.DataFrame], n_bootstrap: int | None =
             for low, high in zip(table["critical_sparsity_low"], table["critical_sparsity_high"])
         ]
         summary["jump"] = table["jump"].map(lambda value: _format_number(value, 3 if abs(value) < 10 else 1))
-        summary["width"] = table["width"].map(lambda value: _format_number(value, 4))
+        # A trailing * marks an unresolved width, and a trailing space keeps the other rows aligned.
+        unresolved = table["width_unresolved"].astype(bool) if "width_unresolved" in table else [False] * len(table)
+        summary["width"] = [
+            _format_number(width, 4) + ("*" if flagged else " ") for width, flagged in zip(table["width"], unresolved)
+        ]
         summary["points"] = table["n_points"]
         statuses = [
             "converged" if converged else f"failed: {message}"
@@ -118,6 +146,11 @@ def format_fit_tables(tables: dict[str, pd.DataFrame], n_bootstrap: int | None =
             lines = summary.to_string(index=False).splitlines()
             rows = [f"{line}  {status}" for line, status in zip(lines[1:], statuses)]
             body = "\n".join([f"{lines[0]}  status", *rows])
+            if any(unresolved):
+                body += (
+                    "\n* width unresolved (at its lower bound or no sparsity inside the 10-90% rise): the step is "
+                    "sharper than the grid spacing, so S_c is located only to within the grid gap that contains it"
+                )
         else:
             body = "(no groups)"
         sections.append(f"{header}\n{body}")

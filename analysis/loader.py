@@ -33,16 +33,14 @@ _ARRAY_SHAPES = {
 def load_manifest(results_dir: str | Path) -> dict[str, Any] | None:
     """Read ``_manifest.json`` from a results directory, or return None when it is absent.
 
-    Raises ValueError when the manifest is not a JSON object or its ``schema_version`` is
-    newer than CURRENT_SCHEMA_VERSION, because columns may then mean something else.
+    Raises ValueError when the manifest is not UTF-8 JSON, not a JSON object, or its
+    ``schema_version`` is newer than CURRENT_SCHEMA_VERSION, because columns may then
+    mean something else.
     """
     manifest_path = Path(results_dir) / MANIFEST_NAME
     if not manifest_path.is_file():
         return None
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"invalid JSON in {manifest_path}: {error}") from error
+    manifest = _read_json(manifest_path, "manifest")
     if not isinstance(manifest, dict):
         raise ValueError(f"{manifest_path} must contain a JSON object, got {type(manifest).__name__}")
 
@@ -62,7 +60,9 @@ def committed_parts(results_dir: str | Path) -> list[Path]:
 
     When ``_chunks/`` exists, only the parts named by its JSON records count, so a part
     written by a chunk that never committed (an orphan) is ignored. Without ``_chunks/``,
-    every ``part-*.parquet`` counts. Hidden files in ``_chunks/`` are skipped.
+    every ``part-*.parquet`` counts. Hidden files in ``_chunks/`` are skipped. Raises
+    ValueError for a record that is not a file or not a JSON object naming its part, and
+    FileNotFoundError for a record whose part file is missing.
     """
     results_dir = Path(results_dir)
     chunks_dir = results_dir / CHUNKS_DIR_NAME
@@ -74,10 +74,9 @@ def committed_parts(results_dir: str | Path) -> list[Path]:
         # pathlib's glob also matches hidden names, which writers use for temporary files.
         if record_path.name.startswith("."):
             continue
-        try:
-            record = json.loads(record_path.read_text())
-        except json.JSONDecodeError as error:
-            raise ValueError(f"invalid JSON in chunk record {record_path}: {error}") from error
+        if not record_path.is_file():
+            raise ValueError(f"chunk record {record_path} is not a file; move it out of {chunks_dir}")
+        record = _read_json(record_path, "chunk record")
         if not isinstance(record, dict) or not isinstance(record.get("part"), str):
             raise ValueError(f"chunk record {record_path} is missing the string field 'part'")
         part_path = results_dir / record["part"]
@@ -85,6 +84,16 @@ def committed_parts(results_dir: str | Path) -> list[Path]:
             raise FileNotFoundError(f"chunk record {record_path} names a missing part file: {part_path}")
         parts.add(part_path)
     return sorted(parts)
+
+
+def _read_json(path: Path, description: str) -> Any:
+    """Parse a UTF-8 JSON file; raise ValueError naming `path` when it is not one."""
+    try:
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{description} {path} is not UTF-8 text ({error.reason} at byte {error.start})") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"invalid JSON in {description} {path}: {error}") from None
 
 
 def load_results(path: str | Path) -> pd.DataFrame:

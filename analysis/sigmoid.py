@@ -19,10 +19,13 @@ MIN_DISTINCT_SPARSITIES = 5
 # draws with 16 sparsities and one seed each, but in 29% with 8 sparsities.
 MIN_R_SQUARED = 0.5
 # Width bounds as fractions of the scanned sparsity range. A jump sharper than the grid
-# spacing drives the width to the lower bound, and the critical sparsity is then only
-# located to within one grid step.
+# spacing can drive the width to the lower bound, and the critical sparsity is then only
+# located to within one grid step (see SigmoidFit.width_unresolved).
 MIN_WIDTH_FRACTION = 1e-3
 MAX_WIDTH_FRACTION = 1.0
+# A fitted width within this factor of the lower bound counts as at the bound, because
+# the optimizer stops near a bound rather than exactly on it.
+AT_BOUND_TOLERANCE = 1.01
 # The logistic rises from 10% to 90% of its jump over 2 ln 9 widths. A fit whose rise is
 # wider than the scanned range is a smooth trend with no resolved plateaus, not a step.
 RISE_WIDTHS = 2 * np.log(9)
@@ -47,6 +50,12 @@ class SigmoidFit:
     When ``converged`` is False, ``message`` gives the reason. The parameters are still
     filled when the optimizer ran, so a rejected fit can be inspected, and are NaN when
     it did not run.
+
+    ``width_unresolved`` is True when the width sits at its lower bound
+    (MIN_WIDTH_FRACTION of the scanned range) or no scanned sparsity lies inside the
+    fitted 10-90% rise. The step is then sharper than the grid spacing: the width is only
+    an upper limit, and S_c is located only to within the grid gap that contains it,
+    whatever digits it shows.
     """
 
     critical_sparsity: float
@@ -56,6 +65,7 @@ class SigmoidFit:
     r_squared: float
     converged: bool
     message: str = ""
+    width_unresolved: bool = False
 
     @property
     def jump(self) -> float:
@@ -105,6 +115,14 @@ def _initial_guesses(x: np.ndarray, y: np.ndarray, lower: np.ndarray, upper: np.
             margin = 1e-9 * (upper - lower)
             guesses.append(np.clip(guess, lower + margin, upper - margin))
     return guesses
+
+
+def _width_unresolved(x: np.ndarray, critical_sparsity: float, width: float, min_width: float) -> bool:
+    """Return whether the data cannot resolve the fitted width (see SigmoidFit)."""
+    if width <= AT_BOUND_TOLERANCE * min_width:
+        return True
+    half_rise = RISE_WIDTHS * width / 2
+    return not np.any(np.abs(x - critical_sparsity) < half_rise)
 
 
 def fit_sigmoid(x: np.ndarray, y: np.ndarray, initial: np.ndarray | None = None) -> SigmoidFit:
@@ -181,5 +199,12 @@ def fit_sigmoid(x: np.ndarray, y: np.ndarray, initial: np.ndarray | None = None)
     elif r_squared < MIN_R_SQUARED:
         message = f"the step explains only {r_squared:.0%} of the variance (minimum {MIN_R_SQUARED:.0%})"
     return SigmoidFit(
-        critical_sparsity, width, low_plateau, high_plateau, r_squared, converged=not message, message=message
+        critical_sparsity,
+        width,
+        low_plateau,
+        high_plateau,
+        r_squared,
+        converged=not message,
+        message=message,
+        width_unresolved=_width_unresolved(x, critical_sparsity, width, lower[3]),
     )

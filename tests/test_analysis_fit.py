@@ -1,5 +1,7 @@
 """Tests of the sigmoid fit of the sparsity transition."""
 
+import importlib
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -102,6 +104,51 @@ def test_fit_sigmoid_noise_free_curve():
     assert fit.jump == pytest.approx(-3.0, rel=1e-5)
     assert fit.r_squared == pytest.approx(1.0)
     assert np.allclose(fit.evaluate(x), y, atol=1e-6)
+
+
+def test_fit_sigmoid_flags_step_between_grid_points():
+    # Every point lies on a plateau, so the data fix neither the width nor where in the
+    # gap [0.4, 0.5] the step sits.
+    x = np.linspace(0.0, 1.0, 11)
+    y = np.where(x < 0.45, 0.0, 1.0)
+
+    fit = fit_sigmoid(x, y)
+
+    assert fit.converged, fit.message
+    assert fit.width_unresolved
+    assert 0.4 < fit.critical_sparsity < 0.5
+
+
+def test_fit_sigmoid_flags_width_at_lower_bound(monkeypatch):
+    # With the lower bound raised to 1/20 of the range, the true width 0.01 is out of
+    # reach and the fit stops at the bound, although points lie inside its rise.
+    # The package exports the function `sigmoid`, which hides the module of that name.
+    monkeypatch.setattr(importlib.import_module("analysis.sigmoid"), "MIN_WIDTH_FRACTION", 0.05)
+    x = np.linspace(0.0, 1.0, 101)
+
+    fit = fit_sigmoid(x, sigmoid(x, 0.0, 1.0, 0.503, 0.01))
+
+    assert fit.width == pytest.approx(0.05, rel=0.01)
+    assert fit.width_unresolved
+
+
+def test_fit_sigmoid_resolved_width_not_flagged():
+    x = np.linspace(0.0, 1.0, 30)
+
+    fit = fit_sigmoid(x, sigmoid(x, 1.0, -2.0, 0.37, 0.05))
+
+    assert not fit.width_unresolved
+
+
+def test_fit_table_has_width_unresolved(one_group):
+    sharp = one_group.assign(k_theta_deg=np.where(one_group["sparsity"] < 0.42, 90.0, 270.0))
+
+    flagged = fit_transition(sharp, n_bootstrap=0).iloc[0]
+    resolved = fit_transition(one_group, n_bootstrap=0).iloc[0]
+
+    assert flagged["converged"], flagged["message"]
+    assert flagged["width_unresolved"]
+    assert not resolved["width_unresolved"]
 
 
 def _failing_groups() -> pd.DataFrame:

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 from analysis_synthetic import synthetic_results, true_critical_sparsity, write_results_dir
@@ -89,3 +90,55 @@ def test_write_fit_rejects_empty_directory(tmp_path):
 def test_write_fit_rejects_missing_directory(tmp_path):
     with pytest.raises(FileNotFoundError, match="results path not found"):
         write_fit(tmp_path / "missing")
+
+
+def test_write_fit_marks_unresolved_width(tmp_path):
+    results = synthetic_results(models=("linear",), ks=(1,), seeds=range(2))
+    results["k_theta_deg"] = np.where(results["sparsity"] < 0.42, 90.0, 270.0)
+    write_results_dir(results, tmp_path)
+
+    report = write_fit(tmp_path, order_parameters="k_theta_deg", n_bootstrap=0)
+
+    table = report.tables["k_theta_deg"]
+    assert table["converged"].all()
+    assert table["width_unresolved"].all()
+    row = report.text.splitlines()[2]
+    assert "* " in row, row
+    assert row.endswith("converged"), row
+    assert report.text.splitlines()[-1].startswith("* width unresolved")
+    written = pd.read_csv(tmp_path / "_analysis" / "fit_k_theta_deg.csv")
+    assert written["width_unresolved"].all()
+
+
+def test_write_fit_skips_missing_order_parameter(tmp_path):
+    results = synthetic_results(models=("linear",), ks=(1,), seeds=range(2))
+    write_results_dir(results.drop(columns=["spectral_radius"]), tmp_path)
+
+    report = write_fit(tmp_path, n_bootstrap=5)
+
+    assert set(report.tables) == {"k_theta_deg"}
+    assert report.skipped == {
+        "spectral_radius": "results have no column 'spectral_radius', so spectral_radius is not fitted"
+    }
+    assert report.any_converged
+    assert not list((tmp_path / "_analysis").glob("*spectral_radius*"))
+
+
+def test_write_fit_without_order_parameters_writes_nothing(tmp_path):
+    results = synthetic_results(models=("linear",), ks=(1,), seeds=range(2))
+    write_results_dir(results.drop(columns=["spectral_radius"]), tmp_path)
+
+    with pytest.raises(ValueError, match="no column 'spectral_radius' to fit"):
+        write_fit(tmp_path, order_parameters="spectral_radius")
+    assert not (tmp_path / "_analysis").exists()
+
+
+def test_write_fit_failed_fits_still_written(tmp_path):
+    results = synthetic_results(models=("linear",), ks=(1,), sparsities=[0.2, 0.5, 0.8], seeds=range(2))
+    write_results_dir(results, tmp_path)
+
+    report = write_fit(tmp_path, n_bootstrap=5)
+
+    assert not report.any_converged
+    assert (tmp_path / "_analysis" / "fit_k_theta_deg.csv").is_file()
+    assert "failed: needs at least 5 distinct sparsities" in report.text

@@ -143,3 +143,27 @@ def test_weights_skips_missing_arrays(results):
     arrays = weights(row)
 
     assert set(arrays) == {"W_h", "W_y", "feature_directions"}
+
+
+def test_load_chunk_record_directory_raises(tmp_path, results):
+    write_results_dir(results, tmp_path, n_parts=1)
+    (tmp_path / "_chunks" / "b.json").mkdir()
+
+    with pytest.raises(ValueError) as error:
+        load_results(tmp_path)
+
+    message = str(error.value)
+    assert f"chunk record {tmp_path / '_chunks' / 'b.json'} is not a file" in message
+    assert "\n" not in message
+
+
+def test_load_non_utf8_manifest_names_file(tmp_path, results):
+    write_results_dir(results, tmp_path, n_parts=1)
+    (tmp_path / "_manifest.json").write_bytes(b'{"schema_version": 1, "sweep": "\xff"}')
+
+    with pytest.raises(ValueError) as error:
+        load_results(tmp_path)
+
+    message = str(error.value)
+    assert f"manifest {tmp_path / '_manifest.json'} is not UTF-8 text" in message
+    assert "\n" not in message
