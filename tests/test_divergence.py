@@ -6,6 +6,8 @@ other models of its chunk. Across padded sizes XLA compiles different programs, 
 agree only to float32 rounding; the sweep therefore keeps one chunk size per group.
 """
 
+import warnings
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -17,6 +19,7 @@ import tsjax.training
 from config_text import toml_text, valid_config
 from frames import KEY_COLUMNS, differing_columns, sorted_rows
 from tsjax.config import parse_config
+from tsjax.geometry import k_theta_deg
 from tsjax.grid import expand_grid
 from tsjax.sweep import run_sweep
 from tsjax.training import train_chunk
@@ -138,3 +141,19 @@ def test_dead_and_diverged_do_not_stop_sweep(tmp_path, monkeypatch):
     assert (absurd.status == "diverged").all()
     assert summary.status_counts["dead"] >= 4
     assert summary.status_counts["diverged"] == 2
+
+
+def test_k_theta_of_infinite_directions_is_quiet_nan():
+    # A diverged model's impulse response can overflow to inf; its angle is NaN and
+    # numpy must not warn about inf - inf.
+    directions = np.zeros((2, 4, 2, 1))
+    directions[0, :, 0, 0] = [1.0, np.inf, np.inf, -np.inf]
+    directions[0, :, 1, 0] = [0.0, np.inf, -np.inf, np.inf]
+    directions[1, :, :, 0] = [[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        angles = k_theta_deg(directions, np.array([3, 3]))
+
+    assert np.isnan(angles[0])
+    assert angles[1] == pytest.approx(270.0)

@@ -12,12 +12,15 @@ def k_theta_deg(feature_directions: np.ndarray, k: np.ndarray) -> np.ndarray:
     `feature_directions` has shape (models, seq_len, 2, 1). The signed angle between
     each consecutive pair w_s, w_{s+1} lies in (-180°, 180°]; summing them for
     s = 0 .. k-1 unwraps the total, and the absolute value is returned. A pair with a
-    zero vector contributes 0°, because its angle is undefined.
+    zero vector contributes 0°, because its angle is undefined. A diverged model's
+    directions can hold inf, which gives NaN for that model.
     """
     w = feature_directions[..., 0].astype(np.float64)
     current, following = w[:, :-1], w[:, 1:]
-    cross = current[..., 0] * following[..., 1] - current[..., 1] * following[..., 0]
-    dot = np.sum(current * following, axis=-1)
+    # inf - inf is NaN by design here, so numpy need not warn about it.
+    with np.errstate(invalid="ignore"):
+        cross = current[..., 0] * following[..., 1] - current[..., 1] * following[..., 0]
+        dot = np.sum(current * following, axis=-1)
     steps = np.degrees(np.arctan2(cross, dot))
     ages = np.arange(steps.shape[1])
     return np.abs(np.sum(np.where(ages[None, :] < np.asarray(k)[:, None], steps, 0.0), axis=1))
