@@ -28,6 +28,9 @@ RECALL_KEPT = 0.5
 RECALL_ABSENT = 0.1
 # Convergence is judged on the loss change over the last quarter of training.
 CONVERGED_CHANGE = 0.01
+# An ok model whose held-out loss is at least this share of the loss of an always-zero
+# output learned almost nothing (see status_fractions).
+STUCK_LOSS_RATIO = 0.9
 # A checkpoint interval where the expected loss falls by more than this share of its
 # total fall belongs to a drop of the staircase (see loss_drops).
 DROP_THRESHOLD = 0.05
@@ -46,8 +49,25 @@ def _representatives(df: pd.DataFrame, seeds: str) -> pd.DataFrame:
     return select_seeds(df, seeds, group_by=keys)
 
 
+def silent_loss(df: pd.DataFrame) -> pd.Series:
+    """Return each row's expected loss of a model whose output is always 0.
+
+    It is the energy of the targets, (T − k) p ν Σ_i decay**i, with p = 1 − S and ν the
+    second moment of the input magnitude.
+    """
+    low, high = df["magnitude_low"], df["magnitude_high"]
+    second_moment = (low**2 + low * high + high**2) / 3
+    weight_sum = [np.sum(decay ** np.arange(n)) for decay, n in zip(df["importance_decay"], df["n_features"])]
+    return (df["seq_len"] - df["k"]) * (1 - df["sparsity"]) * second_moment * weight_sum
+
+
 def status_fractions(df: pd.DataFrame, by=("model",)) -> pd.DataFrame:
-    """Count the models of each status per group and the fraction that ended dead or diverged."""
+    """Count the models of each status per group and the fraction that ended dead, diverged or stuck.
+
+    A `stuck` model is ok by status but learned almost nothing: its held-out loss is at
+    least STUCK_LOSS_RATIO times the loss of an always-zero output. The column is left
+    out when the rows lack the magnitude, importance or eval_loss columns it needs.
+    """
     by = [key for key in by if key in df.columns]
     counts = pd.crosstab([df[key] for key in by], df["status"]).reindex(columns=STATUSES, fill_value=0)
     counts.columns.name = None
@@ -55,27 +75,41 @@ def status_fractions(df: pd.DataFrame, by=("model",)) -> pd.DataFrame:
     table["models"] = counts.sum(axis=1).to_numpy()
     table["dead_fraction"] = table["dead"] / table["models"]
     table["diverged_fraction"] = table["diverged"] / table["models"]
+
+    needed = ("magnitude_low", "magnitude_high", "importance_decay", "eval_loss", "seq_len")
+    if all(column in df.columns for column in needed):
+        stuck = (df["status"] == "ok") & (df["eval_loss"] >= STUCK_LOSS_RATIO * silent_loss(df))
+        stuck_counts = stuck.groupby([df[key] for key in by]).sum()
+        table["stuck"] = stuck_counts.reindex(pd.MultiIndex.from_frame(table[by]) if len(by) > 1
+                                              else table[by[0]]).to_numpy()
+        table["stuck_fraction"] = table["stuck"] / table["models"]
     return table
 
 
 def loss_change(curve, fraction: float = 0.25) -> float:
-    """Return the relative change of a loss curve over its last `fraction` of checkpoints.
+    """Return the relative change of a loss curve between its last two stretches of `fraction` of checkpoints.
 
-    It is |L_end − L_start| / |L_start|, where L_start is the value at the start of that
-    stretch. NaN when the curve has fewer than 2 finite points.
+    It is |mean(last stretch) − mean(stretch before)| / |mean(stretch before)|. Averaging
+    over stretches keeps the sampling noise of single checkpoint segments, which is
+    large when the segments are short or the inputs very sparse, out of the measure.
+    NaN when the curve has fewer than 2 points or a non-finite one.
     """
     curve = np.asarray(curve, dtype=float)
     if curve.size < 2 or not np.all(np.isfinite(curve)):
         return float("nan")
-    start = curve[min(int(round((1 - fraction) * (curve.size - 1))), curve.size - 2)]
-    return float(abs(curve[-1] - start) / max(abs(start), 1e-12))
+    length = max(1, int(round(fraction * curve.size)))
+    length = min(length, curve.size // 2)
+    last = curve[-length:].mean()
+    before = curve[-2 * length:-length].mean()
+    return float(abs(last - before) / max(abs(before), 1e-12))
 
 
 def convergence(df: pd.DataFrame, by=("model",)) -> pd.DataFrame:
     """Summarise the last-quarter loss change of every ok model per group.
 
     Columns: the group keys, `models`, the median and 90th percentile of the relative
-    change, and `converged_fraction`, the share of models that changed by less than 1%.
+    change (see loss_change), and `converged_fraction`, the share of models that changed
+    by less than CONVERGED_CHANGE.
     """
     ok_rows = df[df["status"] == "ok"]
     changes = ok_rows["loss_curve"].map(loss_change) if "loss_curve" in ok_rows else pd.Series(dtype=float)

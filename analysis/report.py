@@ -20,6 +20,7 @@ from analysis.findings import (
     CONVERGED_CHANGE,
     RECALL_ABSENT,
     RECALL_KEPT,
+    STUCK_LOSS_RATIO,
     all_or_none,
     convergence,
     geometry_summary,
@@ -171,14 +172,17 @@ def _write_status(writer: _Writer, results: pd.DataFrame) -> None:
     writer.section(
         "Dead and diverged models",
         "A model is dead when its ReLU readout output 0 on every held-out input, so no gradient "
-        "reaches it, and diverged when its loss or an update became non-finite.")
+        "reaches it, and diverged when its loss or an update became non-finite. `stuck` counts ok "
+        f"models whose held-out loss is at least {STUCK_LOSS_RATIO:.0%} of the loss of an always-zero "
+        "output: alive, but they learned almost nothing.")
     writer.table("status", status_fractions(results))
     by = ["model"] + [key for key in ("n_hidden", "k") if results[key].nunique() > 1]
     writer.section(
         "Convergence",
-        f"Relative change of the training loss over the last quarter of training, per ok model. "
-        f"`converged_fraction` counts the models that changed by less than {CONVERGED_CHANGE:.0%}; "
-        "at high sparsity the segment means are noisy estimates, which sets a floor on the change.")
+        "Relative change of the mean training loss from the third to the last quarter of training, "
+        f"per ok model. `converged_fraction` counts the models that changed by less than "
+        f"{CONVERGED_CHANGE:.0%}. At high sparsity the training loss is a noisy estimate, which sets a "
+        "floor on the change.")
     writer.table("convergence", convergence(results, by=by))
     writer.figure("loss_curves", lambda path: plot_loss_curves(results, path),
                   "Training loss (mean per checkpoint segment) of every model, coloured by sparsity.")

@@ -55,7 +55,7 @@ def plot_fans(df: pd.DataFrame, path: str | Path | None = None, k: int | None = 
     rows = rows[rows["k"] == k]
     models = sorted(rows["model"].unique())
     sparsities = sorted({rows["sparsity"].min(), rows["sparsity"].max()})
-    figure, axes = new_figure(n_columns=len(sparsities), n_rows=len(models), panel_size=(4.2, 4.6))
+    figure, axes = new_figure(n_columns=len(sparsities), n_rows=len(models), panel_size=(4.4, 4.0))
     for model_index, model in enumerate(models):
         for sparsity_index, sparsity in enumerate(sparsities):
             ax = axes[model_index * len(sparsities) + sparsity_index]

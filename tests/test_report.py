@@ -74,7 +74,9 @@ def test_markdown_table_formats_numbers():
 
 
 def test_loss_change_last_quarter():
-    assert loss_change([4.0, 2.0, 1.0, 1.0, 0.99]) == pytest.approx(0.01)
+    assert loss_change([4.0, 3.0, 2.0, 1.0, 1.02, 0.98, 1.0, 1.0]) == pytest.approx(0.0)
+    assert loss_change([4.0, 3.0, 4.0, 2.0]) == pytest.approx(0.5)
+    assert loss_change([2.0, 1.0]) == pytest.approx(0.5)
     assert np.isnan(loss_change([1.0]))
     assert np.isnan(loss_change([1.0, np.inf]))
 
@@ -88,6 +90,20 @@ def test_status_fractions_counts_dead():
     assert table.loc["ssm", "dead_fraction"] == 0.5
     assert table.loc["ssm", "diverged_fraction"] == 0.25
     assert table.loc["linear", "dead_fraction"] == 0.0
+
+
+def test_status_fractions_counts_stuck():
+    # The always-zero output loses (T - k) p ν = 10 * 0.1 * 1/3 per sequence here.
+    frame = pd.DataFrame({"model": ["ssm"] * 3, "status": ["ok", "ok", "dead"],
+                          "eval_loss": [0.32, 0.05, 0.33], "seq_len": 12, "k": 2, "sparsity": 0.9,
+                          "magnitude_low": 0.0, "magnitude_high": 1.0, "importance_decay": 1.0,
+                          "n_features": 1})
+
+    table = status_fractions(frame)
+
+    assert table.loc[0, "stuck"] == 1
+    assert table.loc[0, "stuck_fraction"] == pytest.approx(1 / 3)
+    assert table.loc[0, "dead"] == 1
 
 
 def test_feature_fates_thresholds():
