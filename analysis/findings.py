@@ -26,6 +26,9 @@ STATUSES = ("ok", "dead", "diverged")
 # interference, so the upper threshold is well below 1.
 RECALL_KEPT = 0.5
 RECALL_ABSENT = 0.1
+# Off-diagonal entries of a_k up to this value count as zero in `offdiagonal_small`:
+# a leak of 5% of a unit recall.
+OFFDIAGONAL_TOLERANCE = 0.05
 # Convergence is judged on the loss change over the last quarter of training.
 CONVERGED_CHANGE = 0.01
 # An ok model whose held-out loss is at least this share of the loss of an always-zero
@@ -199,6 +202,12 @@ def feature_fates(row, kept: float = RECALL_KEPT, absent: float = RECALL_ABSENT)
                          "intermediate_free": intermediate, "input_norm": input_norm})
 
 
+def _offdiagonal_small_fraction(row) -> float:
+    recall = weights(row)["projections"][int(row["k"])].astype(float)
+    off_diagonal = ~np.eye(len(recall), dtype=bool)
+    return float(np.mean(recall[off_diagonal] <= OFFDIAGONAL_TOLERANCE))
+
+
 def all_or_none(df: pd.DataFrame, seeds: str = "best") -> pd.DataFrame:
     """Summarise recall per grid point: how many features are kept, partial or absent.
 
@@ -206,7 +215,8 @@ def all_or_none(df: pd.DataFrame, seeds: str = "best") -> pd.DataFrame:
     fraction of features that are kept or absent, 1 when none is partial),
     `kept_intermediate_free` (over kept features, the fraction of their intermediate
     features in the interference-free half-space), and the sign pattern of a_k
-    (`recall_diagonal_positive_fraction`, `recall_offdiagonal_nonpositive_fraction`).
+    (`recall_diagonal_positive_fraction`, `recall_offdiagonal_nonpositive_fraction`, and
+    `offdiagonal_small`, the fraction of off-diagonal entries at most OFFDIAGONAL_TOLERANCE).
     Only rows with n_features > 1.
     """
     rows = _representatives(df[df["n_features"] > 1], seeds)
@@ -224,6 +234,7 @@ def all_or_none(df: pd.DataFrame, seeds: str = "best") -> pd.DataFrame:
             "absent": int(counts.get("absent", 0)),
             "all_or_none": float(1 - counts.get("partial", 0) / len(fates)),
             "kept_intermediate_free": float(kept["intermediate_free"].mean()) if len(kept) else np.nan,
+            "offdiagonal_small": _offdiagonal_small_fraction(row),
             "recall_diagonal_positive_fraction": row.get("recall_diagonal_positive_fraction"),
             "recall_offdiagonal_nonpositive_fraction": row.get("recall_offdiagonal_nonpositive_fraction"),
         })

@@ -18,6 +18,7 @@ import pandas as pd
 from analysis.atomic import atomic_path
 from analysis.findings import (
     CONVERGED_CHANGE,
+    OFFDIAGONAL_TOLERANCE,
     RECALL_ABSENT,
     RECALL_KEPT,
     STUCK_LOSS_RATIO,
@@ -263,7 +264,8 @@ def _write_high_dimensional(writer: _Writer, results: pd.DataFrame, seeds: str) 
         f"A feature i is kept when its recall (a_k)_ii >= {RECALL_KEPT}, absent when it is <= "
         f"{RECALL_ABSENT} and partial between. `all_or_none` is the share of features that are not "
         "partial; `kept_intermediate_free` the share of the kept features' intermediate projections "
-        "(a_s)_ii, s < k, below 0.")
+        "(a_s)_ii, s < k, below 0. The sign pattern of a_k: the share of its diagonal above 0, of its "
+        f"off-diagonal entries at or below 0, and (`offdiagonal_small`) at or below {OFFDIAGONAL_TOLERANCE}.")
     for model in sorted(rows["model"].unique()):
         writer.figure(f"recall_heatmaps_{model}", lambda path, model=model: plot_recall_heatmaps(rows, model, path),
                       f"a_k = W_yᵀ w_k of {model} per hidden size and k (red: positive, blue: negative).")
@@ -271,7 +273,8 @@ def _write_high_dimensional(writer: _Writer, results: pd.DataFrame, seeds: str) 
                   "Recall (a_k)_ii of every feature; dotted lines are the kept and absent thresholds.")
     writer.table("all_or_none", all_or_none(rows, seeds), [
         "model", "n_hidden", "k", "sparsity", "final_loss", "kept", "partial", "absent", "all_or_none",
-        "kept_intermediate_free", "recall_diagonal_positive_fraction", "recall_offdiagonal_nonpositive_fraction"])
+        "kept_intermediate_free", "recall_diagonal_positive_fraction", "recall_offdiagonal_nonpositive_fraction",
+        "offdiagonal_small"])
 
     grouping = interference_free_grouping(rows, seeds)
     if grouping.empty:

@@ -125,6 +125,7 @@ def test_all_or_none_summary():
     assert table.loc[0, "absent"] == 1
     assert table.loc[0, "all_or_none"] == 0.75
     assert table.loc[0, "kept_intermediate_free"] == 0.5
+    assert table.loc[0, "offdiagonal_small"] == 1.0
 
 
 def test_grouping_splits_by_importance():
