@@ -19,7 +19,7 @@ CPU_BUDGET_FRACTION = 0.25
 CPU_BUDGET_CAP_MB = 4096
 ACCELERATOR_BUDGET_FRACTION = 0.5
 
-# Chunks hold at most this many models unless `chunk_size` asks for more. Blocks train
+# Chunks hold at most this many models unless `chunk_size` requests more. Blocks train
 # one after another, so larger chunks do not train faster, and a fixed cap keeps the
 # peak memory of a sweep independent of its grid size (BENCHMARKS.md shows it flat from
 # 4,096 to 65,536 models). A chunk of 4,096 benchmark models trains in about 20 s.
@@ -27,7 +27,11 @@ MAX_CHUNK_MODELS = 4096
 
 # Checkpoint metric values per checkpoint (the theory loss terms); an estimate.
 CHECKPOINT_METRICS_ESTIMATE = 8
-ROW_OVERHEAD_BYTES = 4096
+# Peak RSS of `tsjax sweep` grew by about 44 KB per model of a chunk for the benchmark
+# model (chunks of 1,024 and 4,096, BENCHMARKS.md), most of it not in the arrays above.
+# NOTE: in-process measurements of train_chunk plus chunk_rows grew by only about 5 KB
+# per model. Where the rest goes in the CLI process is not known.
+ROW_OVERHEAD_BYTES = 40_000
 
 
 class Chunk(NamedTuple):
@@ -43,8 +47,7 @@ def model_bytes(spec: StaticSpec) -> int:
 
     A chunk's blocks train one after another, so what grows with the chunk is each
     model's results: on the device, on the host as numpy arrays, and in the chunk's
-    Arrow table (about three float32 copies in all), plus about 4 KiB of Python and
-    Arrow objects per row. Measured against peak RSS in BENCHMARKS.md.
+    Arrow table (about three float32 copies in all), plus `ROW_OVERHEAD_BYTES`.
     """
     _, segments = segment_plan(spec.steps, spec.checkpoints)
     parameters = spec.n_hidden * (spec.n_hidden + 2 * spec.n_features) + spec.n_features

@@ -95,9 +95,9 @@ def shared_uniforms(seeds, stream: int, index, shape):
     """Draw Uniform[0, 1) arrays of `shape` for the seeds in `seeds`.
 
     Returns (table, rows): the draws for `seeds[i]` are `table[rows[i]]`, and each is
-    a function of (seeds[i], stream, index) alone. Each distinct seed is drawn once:
-    a loop runs once per distinct seed, so a block whose models share one seed draws
-    once, however many models it holds.
+    a function of (seeds[i], stream, index) alone. When at most half the seeds are
+    distinct, a loop draws each distinct seed once, so a block whose models share one
+    seed draws once, however many models it holds.
     """
 
     def draw(seed):
@@ -115,7 +115,15 @@ def shared_uniforms(seeds, stream: int, index, shape):
     def fill(row, table):
         return lax.dynamic_update_index_in_dim(table, draw(distinct[row]), row, 0)
 
-    table = lax.fori_loop(0, jnp.sum(is_first), fill, jnp.zeros((count, *shape)))
+    def draw_distinct():
+        return lax.fori_loop(0, distinct_count, fill, jnp.zeros((count, *shape)))
+
+    def draw_every_seed():
+        return jax.vmap(draw)(distinct)
+
+    # With mostly distinct seeds one vectorized draw of every row beats the loop.
+    distinct_count = jnp.sum(is_first)
+    table = lax.cond(2 * distinct_count > count, draw_every_seed, draw_distinct)
     return table, rank[first].astype(jnp.int32)
 
 
@@ -296,8 +304,17 @@ BLOCK_ELEMENTS = 2048
 PARALLEL_FORM_BLOCK = 16
 
 
-def default_block_size(spec: StaticSpec) -> int:
-    """Return how many models of `spec` one vmapped block trains together."""
+# On a GPU or TPU a block is a device's whole share of the chunk: one wide program
+# keeps the accelerator busy, and it has no small cache to fit.
+# NOTE: the accelerator settings have not been measured; no GPU was available.
+ACCELERATOR_BLOCK = 2**30
+
+
+def default_block_size(spec: StaticSpec, platform: str | None = None) -> int:
+    """Return how many models of `spec` one vmapped block trains together on `platform`
+    (default: JAX's default backend)."""
+    if (platform or jax.default_backend()) != "cpu":
+        return ACCELERATOR_BLOCK
     if uses_parallel_form(spec.sigma_h, spec.seq_len, spec.n_features):
         return PARALLEL_FORM_BLOCK
     return max(1, BLOCK_ELEMENTS // (spec.n_hidden * spec.batch_size))
