@@ -40,6 +40,9 @@ DROP_THRESHOLD = 0.05
 # An interference fall after its peak smaller than this share of the largest expected
 # loss does not count as a temporal-separation stage (see staircase).
 SEPARATION_MINIMUM = 0.05
+# Readout alignment has begun once the task term has fallen by this share of its total
+# fall (see staircase).
+ALIGNMENT_ONSET = 0.1
 POINT_KEYS = ("model", "n_hidden", "n_features", "k", "sparsity")
 
 
@@ -355,16 +358,33 @@ def half_fall_step(steps: np.ndarray, curve: np.ndarray, start: int = 0) -> floa
     return float(steps[start + below[0]])
 
 
+def alignment_onset(task: np.ndarray) -> int:
+    """Return the first checkpoint index where the task term has fallen by ALIGNMENT_ONSET of its total fall.
+
+    0 when the task term does not fall.
+    """
+    fall = task[0] - task[-1]
+    if not fall > 0:
+        return 0
+    return int(np.flatnonzero(task <= task[0] - ALIGNMENT_ONSET * fall)[0])
+
+
 def staircase(df: pd.DataFrame, seeds: str = "best") -> pd.DataFrame:
     """Time readout alignment and temporal separation for each representative model with loss-term curves.
 
     Columns: `drops` (how many drops `loss_drops` finds: 2 or more is a staircase),
     `alignment_step` (where the task term has fallen halfway), `interference_peak_step`
-    and `separation_step` (where the interference term has fallen halfway from its peak
-    to its final value, or NaN when that fall is under SEPARATION_MINIMUM of the largest
+    (where the interference term is largest from the alignment onset on, the first
+    checkpoint where the task term has fallen by ALIGNMENT_ONSET of its total fall) and
+    `separation_step` (where the interference term has fallen halfway from that peak to
+    its final value, or NaN when that fall is under SEPARATION_MINIMUM of the largest
     expected loss, because then no separation stage happened), the task and
     interference terms at the first checkpoint, the peak and the end, and
     `alignment_then_separation`, true when alignment comes before separation.
+
+    The peak is searched from the alignment onset on because the interference of the
+    random initial weights usually falls in the first few steps. That early fall
+    silences the readout and is not the separation of features that alignment creates.
     """
     records = []
     for _, row in _representatives(df, seeds).iterrows():
@@ -372,7 +392,8 @@ def staircase(df: pd.DataFrame, seeds: str = "best") -> pd.DataFrame:
         if terms is None:
             continue
         steps, task, interference = terms["step"], terms["task"], terms["interference"]
-        peak = int(np.nanargmax(interference))
+        onset = alignment_onset(task)
+        peak = onset + int(np.nanargmax(interference[onset:]))
         separated = interference[peak] - interference[-1] >= SEPARATION_MINIMUM * np.nanmax(terms["total"])
         alignment_step = half_fall_step(steps, task)
         separation_step = half_fall_step(steps, interference, start=peak) if separated else float("nan")
