@@ -140,7 +140,7 @@ def intermediate_features(row) -> pd.DataFrame:
 
     One row per coordinate i and age s < k: `norm` is |w_s[:, i]|, `projection` is
     (a_s)_ii, `interference_free` marks a projection below 0, and `column_free` marks a
-    whole column (a_s)_{:, i} at or below 0 (no output sees the feature).
+    whole column (a_s)_{:, i} at or below 0 (no output reads the feature).
     """
     arrays = weights(row)
     k = int(row["k"])
@@ -162,7 +162,7 @@ def geometry_summary(df: pd.DataFrame, seeds: str = "best") -> pd.DataFrame:
     """Measure the geometry of each grid point's representative model.
 
     `norm_weighted_free` is the share of the total norm of the intermediate features
-    that lies in the interference-free half-space, and `largest_free` says whether the
+    that lies in the interference-free half-space, and `largest_free` is whether the
     largest intermediate feature lies there. Both weigh what the model keeps large, so
     an ssm that packs its largest directions into that half-space scores high there even
     when some small ones stay outside.
@@ -372,15 +372,17 @@ def alignment_onset(task: np.ndarray) -> int:
 def staircase(df: pd.DataFrame, seeds: str = "best") -> pd.DataFrame:
     """Time readout alignment and temporal separation for each representative model with loss-term curves.
 
-    Columns: `drops` (how many drops `loss_drops` finds: 2 or more is a staircase),
-    `alignment_step` (where the task term has fallen halfway), `interference_peak_step`
-    (where the interference term is largest from the alignment onset on, the first
-    checkpoint where the task term has fallen by ALIGNMENT_ONSET of its total fall) and
-    `separation_step` (where the interference term has fallen halfway from that peak to
-    its final value, or NaN when that fall is under SEPARATION_MINIMUM of the largest
-    expected loss, because then no separation stage happened), the task and
-    interference terms at the first checkpoint, the peak and the end, and
-    `alignment_then_separation`, true when alignment comes before separation.
+    Columns:
+    - `drops`: how many drops `loss_drops` finds (2 or more make a staircase).
+    - `alignment_step`: where the task term has fallen halfway.
+    - `interference_peak_step`: where the interference term is largest from the
+      alignment onset on. The onset is the first checkpoint where the task term has
+      fallen by ALIGNMENT_ONSET of its total fall.
+    - `separation_step`: where the interference term has fallen halfway from that peak
+      to its final value. NaN when that fall is under SEPARATION_MINIMUM of the largest
+      expected loss, because then no separation stage happened.
+    - the task and interference terms at the first checkpoint, the peak and the end.
+    - `alignment_then_separation`: true when alignment comes before separation.
 
     The peak is searched from the alignment onset on because the interference of the
     random initial weights usually falls in the first few steps. That early fall
