@@ -10,6 +10,9 @@ this one process:
   baselines.
 - per-point JAX: `jax.jit(train)` called once per grid point on a subset of points,
   after one compiling call.
+- straightforward JAX: `jax.jit(jax.vmap(train))` on a subset of the grid with
+  `reference=True`, so the loss runs `RNN.__call__` (one `lax.scan` per sequence)
+  under `vmap` over the batch, the formulation the fast paths are tested against.
 - PyTorch: a plain loop on one thread (`torch.set_num_threads(1)`) with nn.Parameter
   weights, a Python loop over time steps and torch.optim.Adam, the way a single model
   is usually trained, on a subset of models and steps. Its rate is extrapolated from
@@ -59,23 +62,26 @@ sparsity = {sparsity}
 seed = {seed}
 """
     return {
-        "nonlinear 2x1 (bench.toml)": dict(text=bench, torch=(4, 60), per_point=4),
+        "nonlinear 2x1 (bench.toml)": dict(text=bench, torch=(4, 60), per_point=4,
+                                           straightforward=32),
         "ssm 2x1": dict(text=bench.replace('model = "nonlinear"', 'model = "ssm"'),
-                        torch=(4, 60), per_point=4),
+                        torch=(4, 60), per_point=4, straightforward=32),
         "linear 2x1": dict(text=bench.replace('model = "nonlinear"', 'model = "linear"'),
-                           torch=(4, 60), per_point=4),
+                           torch=(4, 60), per_point=4, straightforward=32),
         "nonlinear 10x10": dict(text=wide.format(
             name="wide10", model="nonlinear", n_features=10, n_hidden=10, steps=100,
             checkpoints=10, eval_samples=2048, k="[1, 2, 3, 4]",
-            sparsity="{linspace = [0.0, 0.95, 16]}", seed=0), torch=(2, 30), per_point=2),
+            sparsity="{linspace = [0.0, 0.95, 16]}", seed=0), torch=(2, 30), per_point=2,
+            straightforward=8),
         "ssm 10x10": dict(text=wide.format(
             name="wide10", model="ssm", n_features=10, n_hidden=10, steps=100,
             checkpoints=10, eval_samples=2048, k="[1, 2, 3, 4]",
-            sparsity="{linspace = [0.0, 0.95, 16]}", seed=0), torch=(2, 30), per_point=2),
+            sparsity="{linspace = [0.0, 0.95, 16]}", seed=0), torch=(2, 30), per_point=2,
+            straightforward=8),
         "nonlinear 100x75": dict(text=wide.format(
             name="wide100", model="nonlinear", n_features=75, n_hidden=100, steps=20,
             checkpoints=5, eval_samples=512, k="[1, 2]", sparsity="[0.5, 0.9]",
-            seed="[0, 1]"), torch=(2, 5), per_point=2),
+            seed="[0, 1]"), torch=(2, 5), per_point=2, straightforward=2),
     }
 
 
@@ -160,6 +166,22 @@ def time_per_point(jax, group, count: int) -> float:
     return (len(points) - 1) * group.spec.steps / (time.perf_counter() - start)
 
 
+def time_straightforward(jax, group, count: int) -> float:
+    """Return model-steps/s of `jax.jit(jax.vmap(train))` with the reference forward pass
+    on the first `count` points of the grid, after one compiling call."""
+    import functools
+
+    from tsjax.training import train
+
+    reference = jax.jit(jax.vmap(functools.partial(train, reference=True), in_axes=(0, None)),
+                        static_argnums=1)
+    points = jax.tree.map(lambda values: values[:count], group.grid_points())
+    jax.block_until_ready(reference(points, group.spec))
+    start = time.perf_counter()
+    jax.block_until_ready(reference(points, group.spec))
+    return count * group.spec.steps / (time.perf_counter() - start)
+
+
 def torch_model_steps_per_second(spec, models: int, steps: int, sparsity=0.9, k=2) -> float:
     """Train `models` models for `steps` steps, one after another, in a plain PyTorch loop."""
     import torch
@@ -232,6 +254,7 @@ def main(argv=None) -> int:
         # trainers alternate for ROUNDS rounds and each keeps its best round.
         reset_peak_rss()
         rates = {"rate": [], "per_point": [], "torch": []}
+        straightforward = time_straightforward(jax, group, row["straightforward"])
         first_calls = []
         for _ in range(ROUNDS):
             first, rate = time_tsjax(jax, group)
@@ -240,6 +263,7 @@ def main(argv=None) -> int:
             rates["per_point"].append(time_per_point(jax, group, row["per_point"]))
             rates["torch"].append(torch_model_steps_per_second(group.spec, *row["torch"]))
         measured = {key: max(values) for key, values in rates.items()}
+        measured["straightforward"] = straightforward
         # The first call of the first round compiles; later first calls hit the
         # in-memory cache, so their time is a run.
         measured["compile_s"] = max(first_calls[0] - len(group) * group.spec.steps
@@ -250,7 +274,9 @@ def main(argv=None) -> int:
                         load=os.getloadavg()[0])
         results.append(measured)
         print(f"{name}: {measured['rate']:.0f} model-steps/s tsjax, "
-              f"{measured['per_point']:.0f} per-point jit, {measured['torch']:.0f} torch "
+              f"{measured['per_point']:.0f} per-point jit, "
+              f"{measured['straightforward']:.0f} straightforward jit(vmap), "
+              f"{measured['torch']:.0f} torch "
               f"({measured['rate'] / measured['torch']:.0f}x); compile "
               f"{measured['compile_s']:.1f} s; peak RSS {measured['peak_rss_mb']:.0f} MiB; "
               f"{measured['gflops']:.2f} GFLOP/s; load average {measured['load']:.1f}",
@@ -264,15 +290,16 @@ def main(argv=None) -> int:
 def print_markdown(results: list[dict], peak: float) -> None:
     print()
     print("| row | models × steps | compile s | tsjax model-steps/s | peak RSS MiB | "
-          "useful GFLOP/s (% of matmul peak) | per-point jit model-steps/s | "
-          "PyTorch model-steps/s | tsjax / PyTorch | tsjax / per-point | load |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "useful GFLOP/s (% of matmul peak) | straightforward jit(vmap) model-steps/s | "
+          "per-point jit model-steps/s | PyTorch model-steps/s | tsjax / PyTorch | "
+          "straightforward / PyTorch | load |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         print(f"| {r['name']} | {r['models']} × {r['steps']} | {r['compile_s']:.1f} | "
               f"{r['rate']:,.0f} | {r['peak_rss_mb']:,.0f} | {r['gflops']:.2f} "
-              f"({100 * r['gflops'] / peak:.1f}%) | {r['per_point']:,.0f} | "
-              f"{r['torch']:,.0f} | {r['rate'] / r['torch']:.0f}× | "
-              f"{r['rate'] / r['per_point']:.0f}× | {r['load']:.1f} |")
+              f"({100 * r['gflops'] / peak:.1f}%) | {r['straightforward']:,.0f} | "
+              f"{r['per_point']:,.0f} | {r['torch']:,.0f} | {r['rate'] / r['torch']:.0f}× | "
+              f"{r['straightforward'] / r['torch']:.1f}× | {r['load']:.1f} |")
 
 
 if __name__ == "__main__":

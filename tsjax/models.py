@@ -119,8 +119,9 @@ def init_rnn(key, *, n_features, n_hidden, sigma_h, sigma_y, readout_bias,
 # over the batch, and under vmap the grid axis goes in front of it.
 
 # Contractions over at most this many terms are written as broadcast multiply-adds.
-# XLA:CPU runs a dot_general with a contraction of 1 or 2 terms far slower than the
-# equivalent fused elementwise loop (jax 0.10.2, 2-core Xeon; see BENCHMARKS.md).
+# In microbenchmarks with jax 0.10.2 on a 2-core Xeon, a batched dot_general over a
+# 2-term contraction ran 1.2 times slower than the fused multiply-adds, and the weight
+# gradient's contraction over time and batch ran about 5 times slower.
 SMALL_CONTRACTION = 4
 
 # Models with at least this many hidden units run batch-major (see `batch_outputs`).
