@@ -21,7 +21,7 @@ this one process:
 tsjax's time includes the held-out evaluation at the end of training and the copy of
 the results to the host. The baselines time training steps only. The three trainers
 alternate for two rounds and each keeps its best rate, because other processes on the
-machine change the load over time; the load average is printed with each row. Useful FLOPs count
+machine change the load over time. The load average is printed with each row. Useful FLOPs count
 the three matmuls of the recurrence, forward and backward: 6 · seq_len · batch ·
 (2 · n_hidden · n_features + n_hidden²) per model-step. The matmul peak is a float32
 (2048 × 2048) matmul on every device at once, measured in the same run.
@@ -33,6 +33,7 @@ import argparse
 import math
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -234,6 +235,10 @@ def main(argv=None) -> int:
     unknown = [name for name in names if name not in configs]
     if unknown:
         parser.error(f"unknown row {unknown[0]!r}; valid rows: {', '.join(configs)}")
+
+    # Compile seconds are only meaningful with an empty persistent cache.
+    cache = tempfile.TemporaryDirectory(prefix="tsjax-bench-cache-")
+    os.environ.setdefault("TSJAX_CACHE_DIR", cache.name)
 
     from tsjax import distributed
     distributed.use_cpu_cores()  # before JAX starts its backend
