@@ -15,7 +15,7 @@ import pandas as pd
 
 from analysis.atomic import atomic_path
 from analysis.fit import FIT_COLUMNS, fit_transition
-from analysis.loader import load_results
+from analysis.loader import load_results_dir
 from analysis.plots import plot_loss_curves, plot_order_parameter, plot_phase_diagram
 
 ANALYSIS_DIR_NAME = "_analysis"
@@ -67,11 +67,7 @@ def write_fit(
     OSError from reading or writing passes through.
     """
     results_dir = Path(results_dir)
-    results = load_results(results_dir)
-    if not results_dir.is_dir():
-        raise ValueError(f"write_fit needs a results directory, got the file {results_dir}")
-    if results.empty:
-        raise ValueError(f"{results_dir} contains no committed results yet; run or resume the sweep first")
+    results = load_results_dir(results_dir, "write_fit")
     analysis_dir = results_dir / ANALYSIS_DIR_NAME
     if analysis_dir.exists() and not analysis_dir.is_dir():
         raise ValueError(f"{analysis_dir} is a file, but fit outputs go into a directory of that name; move the file")

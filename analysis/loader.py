@@ -124,6 +124,22 @@ def load_results(path: str | Path) -> pd.DataFrame:
     return results
 
 
+def load_results_dir(results_dir: str | Path, command: str) -> pd.DataFrame:
+    """Load a sweep's results directory for `command` (e.g. "write_fit").
+
+    Raises FileNotFoundError for a missing path, and ValueError for a file or a
+    directory without committed results, each naming `command` and the path.
+    """
+    results_dir = Path(results_dir)
+    results = load_results(results_dir)
+    if not results_dir.is_dir():
+        raise ValueError(f"{command} needs a results directory, got the file {results_dir}")
+    if results.empty:
+        raise ValueError(f"{results_dir} contains no committed results yet; run or resume "
+                         "the sweep first")
+    return results
+
+
 def weights(row: Mapping[str, Any] | pd.Series) -> dict[str, np.ndarray]:
     """Reshape the flat array columns of one results row into float32 numpy arrays.
 

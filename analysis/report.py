@@ -31,7 +31,7 @@ from analysis.findings import (
 )
 from analysis.fit import fit_transition
 from analysis.fit_command import ANALYSIS_DIR_NAME
-from analysis.loader import load_manifest, load_results
+from analysis.loader import load_manifest, load_results_dir
 from analysis.plots import plot_loss_curves, plot_order_parameter, plot_phase_diagram
 from analysis.report_plots import (
     best_row,
@@ -122,11 +122,7 @@ def write_report(results_dir: str | Path, seeds: str = "best", n_bootstrap: int 
     for a missing directory and ValueError for a directory with no committed results.
     """
     results_dir = Path(results_dir)
-    results = load_results(results_dir)
-    if not results_dir.is_dir():
-        raise ValueError(f"write_report needs a results directory, got the file {results_dir}")
-    if results.empty:
-        raise ValueError(f"{results_dir} contains no committed results yet; run or resume the sweep first")
+    results = load_results_dir(results_dir, "write_report")
     manifest = load_manifest(results_dir) or {}
     writer = _Writer(results_dir / ANALYSIS_DIR_NAME)
 
