@@ -42,7 +42,7 @@ class StaticSpec:
 class GridPoint(NamedTuple):
     """The traced fields of one grid point, each a scalar array.
 
-    With a leading axis on every field it also holds a whole chunk of points.
+    With a leading axis on every field it stores a whole chunk of points.
     """
 
     k: np.ndarray
@@ -65,7 +65,7 @@ TRACED_DTYPES = {"k": np.int32, "seed": np.uint32}
 class StaticGroup:
     """Grid points that share one static spec, hence one compiled program.
 
-    `values` holds the traced fields of every point as float64 or int64 host arrays,
+    `values` contains the traced fields of every point as float64 or int64 host arrays,
     the exact values written to the results.
     """
 

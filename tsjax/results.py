@@ -99,7 +99,7 @@ def _flatten(array: np.ndarray) -> list:
 
 
 def chunk_rows(sweep: str, group: StaticGroup, result: TrainResult) -> pa.Table:
-    """Build the result table of a trained chunk; `result` holds exactly its models."""
+    """Build the result table of a trained chunk; `result` contains exactly its models."""
     spec = group.spec
     count = len(group)
     result = type(result)(*[_to_numpy(field) for field in result])

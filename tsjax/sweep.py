@@ -59,7 +59,7 @@ class SweepFailed(RuntimeError):
 
 @dataclasses.dataclass
 class SweepSummary:
-    """What a sweep run did and what its results directory now holds."""
+    """Summary of a sweep run and of the results directory it leaves."""
 
     out: Path
     grid_size: int
@@ -242,8 +242,10 @@ def plan_remaining(config: SweepConfig, all_groups: list[StaticGroup],
 
 
 def train_padded(sweep: str, chunk: StaticGroup, padded_size: int):
-    """Train a chunk padded to `padded_size` points, so every chunk of a static group
-    has one shape and compiles once; return the rows of the real points only."""
+    """Train a chunk padded to `padded_size` points and return the rows of its real points.
+
+    Padding gives every chunk of a static group one shape, so the group compiles once.
+    """
     count = len(chunk)
     pad = np.concatenate([np.arange(count), np.full(padded_size - count, count - 1)])
     result = train_chunk(chunk.grid_points(pad), chunk.spec)

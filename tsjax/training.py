@@ -45,7 +45,7 @@ class TrainState(eqx.Module):
 
 
 class TrainResult(NamedTuple):
-    """What training one grid point returns; in a chunk every field gains a leading axis.
+    """Result of training one grid point; in a chunk every field gains a leading axis.
 
     - `model`: the trained RNN.
     - `loss_curve`: mean training loss of each checkpoint segment, shape (checkpoints,).
