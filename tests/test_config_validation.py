@@ -110,6 +110,9 @@ BAD_CONFIGS = [
      "'grid.sparsity'", "1.0"),
     ("unknown model", valid_config(model="lstm"), "'grid.model'", "'lstm'"),
     ("unknown optimizer", valid_config(optimizer="rmsprop"), "'grid.optimizer'", "'rmsprop'"),
+    ("unknown lr_schedule", valid_config(lr_schedule="linear"), "'grid.lr_schedule'",
+     "'linear'"),
+    ("lr_schedule not a string", valid_config(lr_schedule=1), "'grid.lr_schedule'", "1"),
     ("unknown trainer", valid_config(trainer="exact"), "'grid.trainer'", "'exact'"),
     ("readout_bias integer", valid_config(readout_bias=1), "'grid.readout_bias'", "1"),
     ("sigma_h without custom", valid_config(sigma_h="relu"), "'grid.sigma_h'", "['relu']"),
@@ -158,6 +161,25 @@ def test_valid_config_parses():
     assert config.grid_size == 12
     assert config.axes["k"] == (1, 2)
     assert config.axes["sparsity"] == (0.5, 0.9)
+
+
+def test_lr_schedule_defaults_to_constant():
+    config = parse_config(toml_text(VALID_CONFIG))
+
+    assert config.axes["lr_schedule"] == ("constant",)
+
+
+def test_cosine_lr_schedule_parses():
+    config = parse_config(toml_text(valid_config(lr_schedule="cosine")))
+
+    assert config.axes["lr_schedule"] == ("cosine",)
+
+
+def test_bad_lr_schedule_lists_allowed_values():
+    with pytest.raises(ConfigError) as raised:
+        parse_config(toml_text(valid_config(lr_schedule="linear")), source="bad.toml")
+
+    assert "expected one of constant, cosine" in str(raised.value)
 
 
 @pytest.mark.parametrize("path", sorted((Path(__file__).parent.parent / "sweeps").glob("*.toml")),

@@ -238,7 +238,7 @@ def linear_spec(trainer, *, n_features=1, n_hidden=2, seq_len=6, steps=300, mode
     return StaticSpec.from_values(dict(
         model=model, sigma_h=None, sigma_y=None, n_features=n_features, n_hidden=n_hidden,
         seq_len=seq_len, batch_size=batch_size, steps=steps, optimizer="adam",
-        readout_bias=readout_bias, trainer=trainer, checkpoints=checkpoints,
+        lr_schedule="constant", readout_bias=readout_bias, trainer=trainer, checkpoints=checkpoints,
         eval_samples=eval_samples))
 
 

@@ -36,6 +36,7 @@ MODEL_ACTIVATIONS = {
 MODELS = (*MODEL_ACTIVATIONS, "custom")
 ACTIVATIONS = ("identity", "relu")
 OPTIMIZERS = ("adam", "sgd")
+LR_SCHEDULES = ("constant", "cosine")
 TRAINERS = ("sampled", "expected")
 
 # Grids larger than this are almost certainly a typo in a range, and their index
@@ -100,6 +101,10 @@ FIELDS = {
               "Training steps."),
         Field("optimizer", str, "adam", True, f"one of {', '.join(OPTIMIZERS)}",
               _in(OPTIMIZERS), "Optax optimizer."),
+        Field("lr_schedule", str, "constant", True, f"one of {', '.join(LR_SCHEDULES)}",
+              _in(LR_SCHEDULES),
+              "Learning-rate schedule: constant, or cosine (optax.cosine_decay_schedule "
+              "from learning_rate down to 0 at the last step)."),
         Field("readout_bias", bool, False, True, "true or false", _in((True, False)),
               "Whether the readout has a trainable bias."),
         Field("trainer", str, "sampled", True, f"one of {', '.join(TRAINERS)}",

@@ -26,6 +26,7 @@ class StaticSpec:
     batch_size: int
     steps: int
     optimizer: str
+    lr_schedule: str
     readout_bias: bool
     trainer: str
     checkpoints: int

@@ -31,6 +31,7 @@ CONFIG_COLUMNS = [
     ("batch_size", pa.int32()),
     ("steps", pa.int32()),
     ("optimizer", pa.string()),
+    ("lr_schedule", pa.string()),
     ("readout_bias", pa.bool_()),
     ("trainer", pa.string()),
     ("checkpoints", pa.int32()),
@@ -121,7 +122,8 @@ def chunk_rows(sweep: str, group: StaticGroup, result: TrainResult) -> pa.Table:
         "point_id": group.point_ids,
         **{name: [getattr(spec, name)] * count for name in (
             "model", "sigma_h", "sigma_y", "n_features", "n_hidden", "seq_len", "batch_size",
-            "steps", "optimizer", "readout_bias", "trainer", "checkpoints", "eval_samples")},
+            "steps", "optimizer", "lr_schedule", "readout_bias", "trainer", "checkpoints",
+            "eval_samples")},
         **group.values,
         "status": status,
         "diverged_step": result.diverged_step,

@@ -141,11 +141,30 @@ def segment_plan(steps: int, checkpoints: int) -> tuple[int, int]:
     return steps // segments, segments
 
 
-def make_optimizer(name: str, learning_rate) -> optax.GradientTransformation:
+def learning_rate_schedule(name: str, learning_rate, steps: int):
+    """Return the learning rate for optax: the scalar itself for `constant`, or a
+    schedule of the step count for `cosine`.
+
+    `cosine` is optax.cosine_decay_schedule from `learning_rate` at step 0 down to 0 at
+    step `steps`, so the last of the `steps` updates uses
+    learning_rate * (1 - cos(pi / steps)) / 2, close to 0. `constant` passes the scalar unchanged, which keeps the
+    optimizer state and the results of runs without a schedule as they were.
+    """
+    if name == "constant":
+        return learning_rate
+    if name == "cosine":
+        return optax.cosine_decay_schedule(learning_rate, decay_steps=steps, alpha=0.0)
+    raise ValueError(f"unknown learning-rate schedule {name!r}")
+
+
+def make_optimizer(name: str, learning_rate, schedule: str = "constant",
+                   steps: int = 1) -> optax.GradientTransformation:
+    """Build optimizer `name` with `learning_rate` under `schedule` over `steps` updates."""
+    rate = learning_rate_schedule(schedule, learning_rate, steps)
     if name == "adam":
-        return optax.adam(learning_rate)
+        return optax.adam(rate)
     if name == "sgd":
-        return optax.sgd(learning_rate)
+        return optax.sgd(rate)
     raise ValueError(f"unknown optimizer {name!r}")
 
 
@@ -205,7 +224,8 @@ def train(point: GridPoint, spec: StaticSpec, stream: InputStream | None = None,
                      sigma_h=spec.sigma_h, sigma_y=spec.sigma_y,
                      readout_bias=spec.readout_bias, init_scale=point.init_scale,
                      init_spectral_norm=point.init_spectral_norm)
-    optimizer = make_optimizer(spec.optimizer, point.learning_rate)
+    optimizer = make_optimizer(spec.optimizer, point.learning_rate, spec.lr_schedule,
+                               spec.steps)
     weights = importance_weights(spec.n_features, point.importance_decay)
     batch_shape = (spec.seq_len, spec.n_features, spec.batch_size)
 
