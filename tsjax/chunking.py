@@ -100,9 +100,18 @@ def plan_chunks(group: StaticGroup, *, chunk_size: int | None = None,
     per_call = min(block, math.ceil(size / device_count)) * device_count
     size = math.ceil(size / per_call) * per_call
 
-    plan = []
-    for start in range(0, len(group), size):
-        real = np.arange(start, min(start + size, len(group)))
-        padded = np.concatenate([real, np.full(size - len(real), real[-1])])
-        plan.append(Chunk(real, padded))
-    return plan
+    return split_into_chunks(len(group), size)
+
+
+def pad_positions(real: np.ndarray, size: int) -> np.ndarray:
+    """Extend positions `real` to `size` entries by repeating the last one."""
+    return np.concatenate([real, np.full(size - len(real), real[-1])])
+
+
+def split_into_chunks(count: int, size: int) -> list[Chunk]:
+    """Split positions 0 .. count-1 into consecutive chunks, each padded to `size`."""
+    chunks = []
+    for start in range(0, count, size):
+        real = np.arange(start, min(start + size, count))
+        chunks.append(Chunk(real, pad_positions(real, size)))
+    return chunks

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from tsjax import distributed
-from tsjax.chunking import Chunk, plan_chunks
+from tsjax.chunking import Chunk, pad_positions, plan_chunks, split_into_chunks
 from tsjax.config import SweepConfig
 from tsjax.dataset import ResultsDir, ResultsDirError
 from tsjax.grid import StaticGroup, expand_grid
@@ -234,10 +234,7 @@ def plan_remaining(config: SweepConfig, all_groups: list[StaticGroup],
     for group in expand_grid(config, remaining):
         index = group_index[group.spec]
         size = sizes[index]
-        for start in range(0, len(group), size):
-            real = np.arange(start, min(start + size, len(group)))
-            padded = np.concatenate([real, np.full(size - len(real), real[-1])])
-            chunks.append((index, group, Chunk(real, padded)))
+        chunks.extend((index, group, chunk) for chunk in split_into_chunks(len(group), size))
     return chunks
 
 
@@ -247,8 +244,8 @@ def train_padded(sweep: str, chunk: StaticGroup, padded_size: int):
     Padding gives every chunk of a static group one shape, so the group compiles once.
     """
     count = len(chunk)
-    pad = np.concatenate([np.arange(count), np.full(padded_size - count, count - 1)])
-    result = train_chunk(chunk.grid_points(pad), chunk.spec)
+    result = train_chunk(chunk.grid_points(pad_positions(np.arange(count), padded_size)),
+                         chunk.spec)
     result = jax.tree.map(lambda leaf: np.asarray(leaf)[:count], result)
     return chunk_rows(sweep, chunk, result)
 
