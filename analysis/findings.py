@@ -214,12 +214,15 @@ def _offdiagonal_small_fraction(row) -> float:
 def all_or_none(df: pd.DataFrame, seeds: str = "best") -> pd.DataFrame:
     """Summarise recall per grid point: how many features are kept, partial or absent.
 
-    Columns, per representative model: the counts of each fate, `all_or_none` (the
-    fraction of features that are kept or absent, 1 when none is partial),
-    `kept_intermediate_free` (over kept features, the fraction of their intermediate
-    features in the interference-free half-space), and the sign pattern of a_k
-    (`recall_diagonal_positive_fraction`, `recall_offdiagonal_nonpositive_fraction`, and
-    `offdiagonal_small`, the fraction of off-diagonal entries at most OFFDIAGONAL_TOLERANCE).
+    Columns, per representative model:
+    - the counts of each fate;
+    - `all_or_none`: the fraction of features that are kept or absent, 1 when none is
+      partial;
+    - `kept_intermediate_free`: over kept features, the fraction of their intermediate
+      features in the interference-free half-space;
+    - the sign pattern of a_k: `recall_diagonal_positive_fraction`,
+      `recall_offdiagonal_nonpositive_fraction`, and `offdiagonal_small`, the fraction of
+      off-diagonal entries at most OFFDIAGONAL_TOLERANCE.
     Only rows with n_features > 1.
     """
     rows = _representatives(df[df["n_features"] > 1], seeds)
@@ -290,10 +293,12 @@ def _curve(row, column: str) -> np.ndarray | None:
 def staircase_terms(row) -> dict | None:
     """Split one model's expected loss along training into a task term and an interference term.
 
-    Returns a dict of arrays aligned with `loss_curve_step`: `step`, `training` (the
-    training loss), `task` (the task reward pν Σ_t (a_k − 1)², which falls as the readout
-    aligns with w_k) and `interference` (everything else, which falls as the features of
-    other ages separate from the readout). With an identity readout `interference` is the
+    Returns a dict of arrays aligned with `loss_curve_step`:
+    - `step` and `training`, the training loss;
+    - `task`, the task reward pν Σ_t (a_k − 1)², which falls as the readout aligns
+      with w_k;
+    - `interference`, everything else, which falls as the features of other ages
+      separate from the readout. With an identity readout `interference` is the
     other three terms of the exact linear decomposition. With a ReLU readout it is the
     sparse-limit loss minus the task term, so only positive projections count. That split
     is exact to first order in p = 1 − S while a_k >= 0. Returns None when the row has no

@@ -82,8 +82,8 @@ def fit_transition(
     NOTE: this percentile interval is too narrow with few seeds. On synthetic data with
     5 seeds per sparsity, the nominal 95% interval covered the true S_c in about 80-90%
     of 30 noise draws (tests/analysis_synthetic.py data, both seed modes). Best mode with
-    n seeds has only 2^n - 1 distinct resamples, so with 2 or 3 seeds the interval says
-    little.
+    n seeds has only 2^n - 1 distinct resamples, so with 2 or 3 seeds the interval
+    carries little information.
 
     ``n_points`` is the number of distinct sparsities fitted, ``n_models`` the number of
     rows fitted and ``n_not_ok`` the number of dead or diverged rows in the group. A group

@@ -133,12 +133,12 @@ def fit_sigmoid(x: np.ndarray, y: np.ndarray, initial: np.ndarray | None = None)
     on both sides. ``initial`` (lo, hi, S_c, width) is tried first, and the built-in
     starting points are used only if it fails.
 
-    Data that cannot be fitted never raises. The fit is then returned with converged
-    False and a message. That happens with fewer than 5 distinct sparsities, constant
+    Data that cannot be fitted returns a fit with converged False and a message,
+    instead of raising. That happens with fewer than 5 distinct sparsities, constant
     values or a failed optimizer, when S_c ends on the edge of the scanned range, when the
     10-90% rise is wider than that range, or when the step explains less than half of
-    the variance. Raises ValueError only when x and y
-    differ in length.
+    the variance. Raises ValueError only when x and y differ
+    in length.
     """
     x = np.asarray(x, dtype=float).ravel()
     y = np.asarray(y, dtype=float).ravel()

@@ -3,10 +3,10 @@
 Runs `benchmarks/bench.toml` (or the config given) twice, each time in a fresh Python
 process that calls `run_sweep` as `tsjax sweep` does. The persistent cache is empty
 before the first run, and each run writes to a fresh output directory, so both runs
-train every model. Each run reports, from `jax.monitoring` events: XLA compile seconds (on a cache
-hit this is the time to load the cached executable), the seconds spent tracing and
-lowering to StableHLO (never cached), the persistent-cache hits and misses, and the
-wall time of the sweep.
+train every model. Each run reports four figures from `jax.monitoring` events. They
+are the XLA compile seconds (on a cache hit, the time to load the cached executable),
+the seconds spent tracing and lowering to StableHLO (not cached), the persistent-cache
+hits and misses, and the wall time of the sweep.
 
 Usage: python benchmarks/compile_cache.py [CONFIG]
 """

@@ -130,8 +130,8 @@ SMALL_CONTRACTION = 4
 BATCH_MAJOR_MIN_HIDDEN = 32
 
 # The linear recurrence (identity σ_h) runs as one matmul with the block-Toeplitz
-# matrix of its impulse response when that matrix has at most this many entries;
-# above it the sequential scan does fewer operations.
+# matrix of its impulse response when that matrix has at most this many entries.
+# Above that size the sequential scan does fewer operations.
 TOEPLITZ_MAX_ENTRIES = 160 * 160
 
 
